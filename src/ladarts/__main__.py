@@ -1,0 +1,5 @@
+import sys
+
+from ladarts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,13 @@
+"""Errors that the CLI turns into one line on stderr, without a traceback."""
+
+
+class LadartsError(Exception):
+    """A failure the user can act on. ``exit_code`` 2 is bad input or arguments, 1 a runtime failure."""
+
+    exit_code = 1
+
+
+class UserInputError(LadartsError, ValueError):
+    """Bad input: a malformed genotype, an unknown name, a wrong file. Exit code 2."""
+
+    exit_code = 2
