@@ -1,0 +1,235 @@
+import csv
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_one_line_error
+from ladarts.errors import UserInputError
+from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, agreement, campaign_items, integrity_ok
+from ladarts.hardware.noise import concordant_share
+from ladarts.hardware.runtimes import load
+from ladarts.hardware.timer import summarize, time_interleaved
+from ladarts.space import ZOO, network_config, sample_genotypes
+
+TINY = dict(channels=4, cells=3, input_size=8)
+TINY_NET = ["--channels", "4", "--cells", "3", "--input-size", "8", "--no-progress"]
+TINY_ARGS = [*TINY_NET, "--pairs", "3"]
+FAST = MeasureConfig(pairs=2, warmup=0, calibration=3, drift_every=4, drift_repeats=2)
+
+
+def tiny_platform(**kw) -> Platform:
+    return Platform(network=network_config("cifar", **TINY), **kw)
+
+
+def test_platform_key_is_stable_and_readable():
+    p = tiny_platform()
+    assert p.key == tiny_platform().key
+    assert p.key.startswith("torch-cpu-t1-b1-float32/cifar-c4-l3-k10-8px-in3/")
+    assert tiny_platform(threads=2).key != p.key
+    assert tiny_platform(runtime="onnxruntime").key != p.key
+    assert Platform.from_settings(json.loads(json.dumps(p.settings()))) == p
+    fp = p.fingerprint()
+    assert fp["torch"] == torch.__version__ and fp["cpu_count"] >= 1 and fp["cpu_model"]
+
+
+@pytest.mark.parametrize("kw", [dict(runtime="tensorrt"), dict(device="gpu"), dict(threads=0),
+                                dict(runtime="onnxruntime", device="cuda:0"), dict(dtype="float16")])
+def test_bad_platform_settings_are_refused(kw):
+    with pytest.raises(UserInputError):
+        tiny_platform(**kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_platform_without_a_gpu_is_a_clear_error():
+    with pytest.raises(UserInputError, match="no CUDA GPU"):
+        tiny_platform(device="cuda:0").key
+
+
+def test_timer_synchronises_around_every_timed_forward():
+    events = []
+    timing = time_interleaved(lambda: events.append("a"), lambda: events.append("r"), lambda: events.append("s"),
+                              pairs=4, warmup=1, ref_ms=10.0)
+    timed = events[3:]  # after warm-up (a, r) and its sync
+    ref_first, arch_first = ["s", "r", "s", "s", "a", "s"], ["s", "a", "s", "s", "r", "s"]
+    assert timed == (ref_first + arch_first) * 2  # each forward between two syncs; the order alternates
+    assert timing.repeats == 4 and timing.warmup == 1
+
+
+def test_summary_uses_the_median_pair_ratio():
+    arch = [0.020, 0.022, 0.040, 0.021]
+    ref = [0.010, 0.011, 0.020, 0.010]  # the machine slowed down for pair 3: the ratio does not
+    t = summarize(arch, ref, ref_ms=12.0, warmup=0)
+    assert t.ratio == pytest.approx(2.0, rel=0.03)
+    assert t.latency_ms == pytest.approx(24.0, rel=0.03)
+    assert t.min_ms == pytest.approx(20.0) and t.median_ms == pytest.approx(21.5)
+
+
+def test_onnx_and_torch_runtimes_compute_the_same_network():
+    g = ZOO["DARTS_V2"]
+    t = load(g, tiny_platform())
+    o = load(g, tiny_platform(runtime="onnxruntime"))
+    assert o.export_s > 0
+    np.testing.assert_allclose(o.forward()[0], t.forward().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_store_round_trip_resume_and_retime(tmp_path):
+    db = tmp_path / "lat.db"
+    with LatencyStore.open_or_create(db) as store:
+        m = Measurer(store, tiny_platform(), FAST)
+        items = campaign_items(6, seed=3)
+        r1 = m.run(items[:4], progress=False)
+        r2 = m.run(items, progress=False)  # resumes: only the two new ones
+        assert (r1.measured, r2.measured, r2.skipped) == (4, 2, 4)
+        recs = store.records(m.key, run="main")
+        assert [r.genotype for r in recs] == [g for _, g in items]
+        assert all(r.latency_ms > 0 and r.repeats == 2 and r.min_ms <= r.median_ms for r in recs)
+        r3 = m.run([(r.seq, r.genotype) for r in recs], run="b", progress=False)
+        assert r3.measured == 6 and set(store.runs(m.key)) == {"main", "b"}
+        assert len(store.drift(m.key)) >= 3  # after record 4 of run main, for each drift reference
+        assert store.platform_row(m.key)["ref_ms"] > 0
+    assert integrity_ok(db)
+
+
+def test_opening_never_creates_and_refuses_foreign_files(tmp_path):
+    missing = tmp_path / "typo.db"
+    with pytest.raises(UserInputError, match="no such"):
+        LatencyStore.open(missing)
+    assert not missing.exists()
+    text = tmp_path / "notes.db"
+    text.write_text("hello, not a database\n" * 100)
+    with pytest.raises(UserInputError, match="not a ladarts"):
+        LatencyStore.open(text)
+    with pytest.raises(UserInputError, match="not a ladarts"):
+        LatencyStore.open_or_create(text)
+    assert text.read_text().startswith("hello")
+    foreign = tmp_path / "other.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    with pytest.raises(UserInputError, match="not a ladarts"):
+        LatencyStore.open_or_create(foreign)
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == before
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    db = tmp_path / "old.db"
+    LatencyStore.open_or_create(db).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(UserInputError, match="schema version 99"):
+        LatencyStore.open(db)
+
+
+def test_export_csv_and_parquet(tmp_path):
+    db = tmp_path / "lat.db"
+    with LatencyStore.open_or_create(db) as store:
+        Measurer(store, tiny_platform(), FAST).run(campaign_items(3, 0), progress=False)
+        assert store.export(tmp_path / "x.csv") == 3
+        assert store.export(tmp_path / "x.parquet") == 3
+        with pytest.raises(UserInputError):
+            store.export(tmp_path / "x.xlsx")
+    rows = list(csv.DictReader(open(tmp_path / "x.csv")))
+    assert len(rows) == 3 and float(rows[0]["latency_ms"]) > 0 and json.loads(rows[0]["genotype"])["normal"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "x.parquet").num_rows == 3
+
+
+def test_agreement_metrics():
+    a = {str(i): float(v) for i, v in enumerate([10, 20, 30, 40])}
+    same = agreement(a, dict(a))
+    assert same["mape_sym_pct"] == 0 and same["kendall_tau_b"] == pytest.approx(1) and same["concordant_share"] == 1
+    rev = agreement(a, {k: 100 - v for k, v in a.items()})
+    assert rev["kendall_tau_b"] == pytest.approx(-1) and rev["concordant_share"] == 0
+    scaled = agreement(a, {k: v * 1.1 for k, v in a.items()})
+    assert scaled["mape_sym_pct"] == pytest.approx(100 * 0.1 / 1.05)
+    assert concordant_share(np.array([1.0, 2, 3]), np.array([1.0, 3, 2])) == pytest.approx(2 / 3)
+    with pytest.raises(UserInputError):
+        agreement({"x": 1.0}, {"x": 1.0})
+
+
+# ---- through the CLI ----------------------------------------------------------------------------------------
+def test_cli_measure_stats_noise_merge(run_cli, tmp_path):
+    db = str(tmp_path / "lat.db")
+    assert run_cli("measure", "--db", db, "--n", "4", *TINY_ARGS).returncode == 0
+    assert run_cli("measure", "--db", db, "--from-run", "main", "--run", "b", *TINY_ARGS).returncode == 0
+    stats = json.loads(run_cli("db", "stats", db, "--json").stdout)
+    assert stats["platforms"][0]["records"] == 8
+    noise = json.loads(run_cli("db", "noise", db, "--json").stdout)
+    assert noise["latency_ms"]["n"] == 4 and noise["a"]["run"] == "main" and noise["b"]["run"] == "b"
+    assert os.path.exists(db + ".measure-config.json")
+    s0, s1, merged = (str(tmp_path / f) for f in ("s0.db", "s1.db", "m.db"))
+    assert run_cli("measure", "--db", s0, "--n", "5", "--shard", "0/2", *TINY_ARGS).returncode == 0
+    assert run_cli("measure", "--db", s1, "--n", "5", "--shard", "1/2", *TINY_ARGS).returncode == 0
+    assert run_cli("db", "merge", merged, s0, s1).returncode == 0
+    with LatencyStore.open(merged) as store:
+        recs = store.records()
+        assert sorted(r.seq for r in recs) == [0, 1, 2, 3, 4]
+    assert run_cli("db", "merge", merged, s0, s1).returncode == 0  # idempotent
+    with LatencyStore.open(merged) as store:
+        assert len(store.records()) == 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--runtime", "tensorrt"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--device", "tpu"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--shard", "3/2"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--channels", "5"],
+        ["measure", "--db", "{tmp}/new.db"],
+        ["db", "stats", "{tmp}/typo.db"],
+        ["db", "stats", "{tmp}/notes.txt"],
+        ["db", "merge", "{tmp}/new.db", "{tmp}/notes.txt"],
+        ["db", "export", "{tmp}/typo.db", "--out", "{tmp}/x.csv"],
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(run_cli, tmp_path, args):
+    (tmp_path / "notes.txt").write_text("not a database")
+    proc = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert_one_line_error(proc, 2)
+    assert not (tmp_path / "new.db").exists() and not (tmp_path / "typo.db").exists()
+    assert not (tmp_path / "x.csv").exists()
+    assert (tmp_path / "notes.txt").read_text() == "not a database"
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path):
+    """A campaign killed with SIGKILL several times ends with exactly N unique records and a sound file."""
+    n = 40
+    db = tmp_path / "lat.db"
+    cmd = [sys.executable, "-m", "ladarts", "measure", "--db", str(db), "--n", str(n), "--seed", "5", *TINY_NET,
+           "--pairs", "10"]  # 10 pairs: slow enough that kills land mid-campaign
+    rng = random.Random(0)
+    partial = []
+    for _ in range(5):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.5, 6.0))  # start-up takes a few seconds, then ~0.1 s per architecture
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if db.exists():
+            assert integrity_ok(db)
+            with LatencyStore.open(db) as store:
+                partial.append(len(store.records()))
+    assert any(0 < k < n for k in partial), partial  # at least one kill landed mid-campaign
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert integrity_ok(db)
+    with LatencyStore.open(db) as store:
+        recs = store.records()
+    assert len(recs) == n == len({r.arch_hash for r in recs})
+    expected = [g for _, g in campaign_items(n, 5)]
+    assert sorted(r.seq for r in recs) == list(range(n)) and {r.genotype for r in recs} == set(expected)
