@@ -1,108 +1,19 @@
-"""The ``ladarts`` command line: argument parsing and printing only; the work is done by the packages."""
+"""Commands on measurement: measure and the latency database (db stats|merge|export|noise)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any, Callable, Sequence
 
-from ladarts import __version__
-from ladarts.errors import LadartsError, UserInputError
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors are one line on stderr and exit code 2 (argparse's default prints the usage too)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2))
-
-
-def _add_network_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("network (defaults from the preset)")
-    g.add_argument("--network", default="cifar", choices=["cifar", "imagenet"],
-                   help="preset: cifar = C36 × 20 cells, 32 px; imagenet = C48 × 14 cells, 224 px")
-    g.add_argument("--channels", type=int, help="initial channels C")
-    g.add_argument("--cells", type=int, help="number of cells L")
-    g.add_argument("--classes", type=int, help="number of classes")
-    g.add_argument("--input-size", type=int, help="input resolution in px")
-    g.add_argument("--in-channels", type=int, help="input image channels")
-
-
-def _network_config(args: argparse.Namespace):
-    from ladarts.space import network_config
-
-    return network_config(
-        args.network, channels=args.channels, cells=args.cells, classes=args.classes,
-        input_size=args.input_size, in_channels=args.in_channels,
-    )
-
-
-# ---- commands --------------------------------------------------------------------------------------------
-def cmd_info(args: argparse.Namespace) -> int:
-    from ladarts.space import resolve_genotype
-    from ladarts.space.describe import describe
-
-    name, genotype = resolve_genotype(args.genotype)
-    info = describe(genotype, _network_config(args), name=name)
-    if args.json:
-        _print_json(info)
-        return 0
-    print(f"{info['name']}: {info['params_m']:.6f} M params (without the auxiliary head), "
-          f"{info['macs_m']:.1f} M MACs at batch 1")
-    net = info["network"]
-    print(f"network: {net['preset']}, C={net['channels']}, {net['cells']} cells, {net['classes']} classes, "
-          f"{net['input_size']} px × {net['in_channels']} channels")
-    print(f"encodable in the DARTS space: {'yes, hash ' + info['arch_hash'] if info['encodable'] else 'no'}")
-    print(f"genotype: {info['darts_text']}")
-    return 0
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    from ladarts.io import atomic_write_text
-    from ladarts.space import sample_genotypes
-
-    if args.n < 0:
-        raise UserInputError(f"--n must be non-negative, got {args.n}")
-    lines = [g.to_json() for g in sample_genotypes(args.n, args.seed)]
-    text = "".join(line + "\n" for line in lines)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.n} genotypes to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_zoo(args: argparse.Namespace) -> int:
-    from ladarts.space import ZOO, is_encodable
-
-    rows = [{"name": n, "encodable": is_encodable(g), "genotype": g.to_dict()} for n, g in ZOO.items()]
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['name']:<16} {'encodable' if r['encodable'] else 'not encodable (not a 4-node DARTS cell)'}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ladarts.demo import run_demo
-
-    run_demo(out=args.out, seed=args.seed)
-    return 0
+from ladarts.cli.common import add_network_args, network_config_from_args, print_json
+from ladarts.errors import UserInputError
 
 
 def _platform_from_args(args: argparse.Namespace):
     from ladarts.hardware import Platform
 
     return Platform(device=args.device, runtime=args.runtime, threads=args.threads, batch_size=args.batch_size,
-                    dtype=args.dtype, network=_network_config(args))
+                    dtype=args.dtype, network=network_config_from_args(args))
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -134,7 +45,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         result = measurer.run(items, run=run, progress=not args.no_progress)
     out = {**result.to_dict(), "ref_ms": measurer.ref_ms}
     if args.json:
-        _print_json(out)
+        print_json(out)
     else:
         print(f"measured {result.measured} new architectures ({result.skipped} already in run {run!r}) in "
               f"{result.wall_s:.0f} s: {result.archs_per_hour:.0f} archs/hour, {100 * result.timed_share:.0f}% of "
@@ -160,7 +71,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         if args.db_command == "stats":
             s = store.stats()
             if args.json:
-                _print_json(s)
+                print_json(s)
             else:
                 print(f"{s['path']}: {s['architectures']} architectures")
                 for p in s["platforms"]:
@@ -191,7 +102,7 @@ def cmd_db(args: argparse.Namespace) -> int:
                 run_b = others[0]
             rep = compare_runs(store, pa, run_a, pb, run_b)
             if args.json:
-                _print_json(rep)
+                print_json(rep)
             else:
                 print(f"{pa} run {run_a!r}  vs  {pb} run {run_b!r}: {rep['latency_ms']['n']} architectures in common")
                 print(f"{'estimator':<22}{'MAPE %':>8}{'Kendall τ-b':>13}{'Spearman ρ':>12}{'concordant':>12}")
@@ -204,43 +115,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     raise AssertionError(args.db_command)
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "info": (cmd_info, "parameters, MACs and encoding of a genotype on the CIFAR or ImageNet network"),
-    "sample": (cmd_sample, "print N random architectures of the DARTS space, one JSON object per line"),
-    "zoo": (cmd_zoo, "list the published genotypes"),
-    "measure": (cmd_measure, "time random architectures on a platform into a latency database (resumable)"),
-    "db": (cmd_db, "latency database: stats, merge, export, noise"),
-    "demo": (cmd_demo, "run the pipeline on the embedded default (what `make demo` runs)"),
-}
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ladarts", description="Latency-aware differentiable architecture search (LA-DARTS).")
-    parser.add_argument("--version", action="version", version=f"ladarts {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    def add(name: str) -> argparse.ArgumentParser:
-        fn, help_ = COMMANDS[name]
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=fn)
-        return p
-
-    genotype_help = "a zoo name (ladarts zoo), a JSON file, or DARTS text Genotype(normal=[...], ...)"
-    p = add("info")
-    p.add_argument("genotype", metavar="GENOTYPE", help=genotype_help)
-    _add_network_args(p)
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-
-    p = add("sample")
-    p.add_argument("--n", type=int, required=True, help="number of architectures")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", help="write JSON lines to this file instead of stdout")
-
-    p = add("zoo")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = add("measure")
+def register(add) -> None:
+    p = add("measure", cmd_measure, "time random architectures on a platform into a latency database (resumable)")
     p.add_argument("--db", required=True, help="latency database (created if missing)")
     p.add_argument("--n", type=int, help="measure the first N architectures of the seed's sample stream")
     p.add_argument("--seed", type=int, default=0, help="sample stream seed (default 0)")
@@ -252,15 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="intra- and inter-op threads (default 1)")
     p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--dtype", default="float32", help="float32, or float16/bfloat16 on CUDA")
-    _add_network_args(p)
+    add_network_args(p)
     p.add_argument("--shard", help="i/n: measure every n-th architecture starting at i (merge with db merge)")
     p.add_argument("--pairs", type=int, default=20, help="(reference, architecture) timed pairs (default 20)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards of each (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the campaign summary as JSON")
 
-    p = add("db")
-    dbsub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND", parser_class=_Parser)
+    p = add("db", cmd_db, "latency database: stats, merge, export, noise")
+    dbsub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND", parser_class=type(p))
     dbsub.required = True
     q = dbsub.add_parser("stats", help="records per platform and run")
     q.add_argument("db")
@@ -280,26 +157,3 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run-b", help="default: A's other run, or run A on platform B")
     q.add_argument("--json", action="store_true")
 
-    p = add("demo")
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except LadartsError as e:
-        sys.stderr.write(f"ladarts: error: {e}\n")
-        return e.exit_code
-    except OSError as e:
-        sys.stderr.write(f"ladarts: error: {e.strerror or e} ({e.filename or ''})\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("ladarts: interrupted\n")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
