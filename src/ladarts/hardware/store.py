@@ -47,6 +47,7 @@ CREATE TABLE measurements (
     ratio REAL, median_ms REAL, min_ms REAL, iqr_ms REAL, mean_ms REAL, ref_median_ms REAL,
     repeats INTEGER NOT NULL, warmup INTEGER,
     build_s REAL, export_s REAL, timed_s REAL,
+    samples TEXT,                    -- JSON {"arch": [ms...], "ref": [ms...]}: raw pairs, to re-derive estimators
     fingerprint TEXT,                -- JSON, this record's library versions
     created REAL NOT NULL,
     UNIQUE (arch_hash, platform, metric, run)
@@ -245,14 +246,14 @@ class LatencyStore:
         """Insert one record in its own transaction. Returns False if it was already there (no duplicate)."""
         h = arch_hash(genotype)
         cols = ("latency_ms", "ratio", "median_ms", "min_ms", "iqr_ms", "mean_ms", "ref_median_ms", "repeats",
-                "warmup", "build_s", "export_s", "timed_s")
+                "warmup", "build_s", "export_s", "timed_s", "samples")
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute("INSERT OR IGNORE INTO architectures VALUES (?, ?)", (h, genotype.to_json()))
             cur = self.conn.execute(
                 f"INSERT OR IGNORE INTO measurements (arch_hash, platform, metric, run, seq, {', '.join(cols)}, "
                 f"fingerprint, created) VALUES ({', '.join('?' * (len(cols) + 7))})",
-                (h, platform, metric, run, seq, *[stats.get(c) for c in cols],
+                (h, platform, metric, run, seq, *[_column(stats.get(c)) for c in cols],
                  json.dumps(fingerprint) if fingerprint else None, time.time()),
             )
             return cur.rowcount == 1
@@ -400,6 +401,10 @@ class LatencyStore:
                     f"INSERT OR IGNORE INTO {table} ({', '.join(tcols)}) VALUES ({', '.join('?' * len(tcols))})", rows
                 )
         return added
+
+
+def _column(value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else value
 
 
 def integrity_ok(path: str | os.PathLike) -> bool:

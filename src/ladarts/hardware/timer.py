@@ -43,6 +43,7 @@ class Timing:
     repeats: int
     warmup: int
     timed_s: float  # wall time spent inside timed forwards, the reference's included
+    samples: dict[str, list[float]]  # raw per-forward ms of both, in pair order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +58,7 @@ def summarize(arch_s: list[float], ref_s: list[float], ref_ms: float, warmup: in
         latency_ms=ratio * ref_ms, ratio=ratio, median_ms=float(np.median(a)), min_ms=float(a.min()),
         iqr_ms=float(q3 - q1), mean_ms=float(a.mean()), ref_median_ms=float(np.median(r)), repeats=len(a),
         warmup=warmup, timed_s=float(sum(arch_s) + sum(ref_s)),
+        samples={"arch": [round(v, 4) for v in a.tolist()], "ref": [round(v, 4) for v in r.tolist()]},
     )
 
 

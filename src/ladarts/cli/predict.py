@@ -1,0 +1,255 @@
+"""Commands on latency prediction: fit, predict, evaluate, transfer (argument parsing and printing only)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from ladarts.cli.common import GENOTYPE_HELP, print_json
+from ladarts.errors import UserInputError
+
+
+def _open_store(path: str):
+    from ladarts.hardware import LatencyStore
+
+    return LatencyStore.open(path)
+
+
+def _pick_run(store, key: str, run: str | None) -> str:
+    runs = store.runs(key)
+    if not runs:
+        raise UserInputError(f"platform {key} has no latency records in {store.path}")
+    if run is None:
+        return max(runs, key=lambda r: runs[r])  # the largest run; the others can serve as re-runs
+    if run not in runs:
+        raise UserInputError(f"run {run!r} not in {store.path} for {key}; runs: {', '.join(runs)}")
+    return run
+
+
+def _config_from_args(args: argparse.Namespace):
+    from ladarts.predict import LPMConfig
+
+    kw = {k: getattr(args, k) for k in ("depth", "width", "max_epochs") if getattr(args, k, None) is not None}
+    return LPMConfig(**kw)
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise UserInputError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _check_positive(name: str, value: float | None, minimum: float = 1) -> None:
+    if value is not None and value < minimum:
+        raise UserInputError(f"{name} must be at least {minimum}, got {value}")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from ladarts.io import atomic_write_json
+    from ladarts.predict import dataset_from_records, fit_dataset, format_table, split_indices
+    from ladarts.predict.compare import compare_models, network_of
+    from ladarts.predict.plot import scatter_png
+
+    _check_positive("--train-size", args.train_size, 4)
+    if not 0 < args.test_fraction < 1:
+        raise UserInputError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    config = _config_from_args(args)
+    _set_threads(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {args.out}: exists and is not a folder")
+    with _open_store(args.db) as store:
+        key = store.resolve_platform(args.platform)
+        row = store.platform_row(key)
+        run = _pick_run(store, key, args.run)
+        data = dataset_from_records(store.records(key, run=run))
+        reruns = {r: dataset_from_records(store.records(key, run=r)) for r in store.runs(key) if r != run}
+        op_rows = []
+        if args.op_db:
+            with _open_store(args.op_db) as ops:
+                op_rows = ops.op_timings(key)
+        else:
+            op_rows = store.op_timings(key)
+    rest_idx, test_idx = split_indices(data.hashes, fraction=args.test_fraction, seed=args.seed)
+    rest = data.subset(rest_idx)
+    if args.train_size is not None:
+        if args.train_size > len(rest):
+            raise UserInputError(f"--train-size {args.train_size}: only {len(rest)} architectures of run {run!r} "
+                                 f"are left for training after holding out {len(test_idx)}")
+        _, pick = split_indices(rest.hashes, n_second=args.train_size, seed=args.seed + 2)
+        rest = rest.subset(pick)
+    if len(rest) < 4 or len(test_idx) < 3:
+        raise UserInputError(f"run {run!r} has {len(data)} architectures: too few to fit and hold out a test split")
+    test = data.subset(test_idx)
+    progress = not (args.json or args.no_progress)
+    lpm, report = fit_dataset(rest, seed=args.seed, platform_row=row, config=config, device=args.device,
+                              progress=progress)
+    cmp = compare_models(lpm, rest, test, network=network_of(row), op_timings=op_rows or None, reruns=reruns,
+                         seed=args.seed, threads=args.threads)
+    lpm.meta["metrics"]["test"] = cmp["test"]["lpm"]
+    lpm.meta["training"]["test_run"] = run
+    lpm.save(out)
+    scatter_png(out / "predicted_vs_measured.png", test.latency_ms,
+                {"LPM": lpm.predict_encodings(test.encodings)},
+                f"{key}\nrun {run!r}: {len(rest)} train, {len(test)} held-out architectures")
+    resolved = {"command": "fit", "db": str(args.db), "platform": key, "run": run, "op_db": args.op_db,
+                "train_size": len(rest), "test_fraction": args.test_fraction, "seed": args.seed,
+                "device": args.device, "lpm_config": lpm.config.to_dict()}
+    atomic_write_json(out / "config.json", resolved)
+    result = {"platform": key, "run": run, "lpm": str(out), "fit": report, **cmp,
+              "lut": "calibrated on the training split" if op_rows else "no op timings for this platform"}
+    atomic_write_json(out / "fit_report.json", result)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"fitted on {len(rest)} architectures of run {run!r} ({report['n_val']} of them for early stopping, "
+          f"{report['epochs']} epochs, {report['fit_s']:.1f} s); LPM written to {out}")
+    print(format_table(cmp["test"], f"held-out split of run {run!r}: {len(test)} architectures"))
+    for r, rep in cmp["reruns"].items():
+        print()
+        print(format_table(rep["vs_rerun"], f"against independent run {r!r} on {rep['n']} held-out architectures"))
+    if not op_rows:
+        print("\n(no per-op lookup table: the database has no op timings for this platform)")
+    return 0
+
+
+def _load_lpm(args: argparse.Namespace, expect: str | None = None):
+    from ladarts.predict import LPM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lpm = LPM.load(args.lpm, expect_platform=expect,
+                       allow_platform_mismatch=getattr(args, "allow_platform_mismatch", False))
+    for w in caught:
+        print(f"ladarts: warning: {w.message}", file=sys.stderr)
+    return lpm
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ladarts.space import arch_hash, encode_many, resolve_genotype
+
+    lpm = _load_lpm(args)
+    named = [resolve_genotype(spec) for spec in args.genotypes]
+    enc = encode_many([g for _, g in named])
+    ms = lpm.predict_encodings(enc)
+    rows = [{"genotype": name, "arch_hash": arch_hash(g), "latency_ms": float(v)} for (name, g), v in zip(named, ms)]
+    if args.json:
+        print_json({"platform": lpm.platform_key, "mean_latency_ms": lpm.meta.get("mean_latency_ms"),
+                    "predictions": rows})
+    else:
+        print(f"predicted latency on {lpm.platform_key}:")
+        for r in rows:
+            print(f"  {r['genotype']:<24} {r['latency_ms']:9.3f} ms")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ladarts.predict import LPM, evaluate, format_table
+
+    probe = LPM.load(args.lpm)  # validates the files before the database is opened
+    with _open_store(args.db) as store:
+        if args.platform is None and probe.platform_key in store.platforms():
+            key = probe.platform_key
+        else:
+            key = store.resolve_platform(args.platform)
+        lpm = _load_lpm(args, expect=key)
+        if args.run is not None:
+            _pick_run(store, key, args.run)
+        records = store.records(key, run=args.run)
+    if not records:
+        raise UserInputError(f"no latency records for {key} in {args.db}")
+    rep = evaluate(lpm, records)
+    rep["lpm"] = str(args.lpm)
+    if args.json:
+        print_json(rep)
+    else:
+        print(f"{rep['n_archs']} architectures of {key} (runs {', '.join(rep['runs'])}); excluded "
+              f"{rep['n_excluded_seen']} the LPM was fitted on")
+        print(format_table({"lpm": rep["metrics"]}))
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from ladarts.io import atomic_write_json
+    from ladarts.predict import dataset_from_records, format_table, transfer_experiment
+
+    _set_threads(args)
+    lpm = _load_lpm(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {args.out}: exists and is not a folder")
+    with _open_store(args.db) as store:
+        key = store.resolve_platform(args.platform)
+        if key == lpm.platform_key:
+            raise UserInputError(f"the LPM is already fitted on {key}; transfer targets another platform")
+        row = store.platform_row(key)
+        run = _pick_run(store, key, args.run)
+        target = dataset_from_records(store.records(key, run=run))
+    res = transfer_experiment(lpm, target, args.k, seed=args.seed, platform_row=row, device=args.device)
+    tuned = res.pop("lpm")
+    tuned.save(out)
+    atomic_write_json(out / "config.json", {"command": "transfer", "lpm": str(args.lpm), "db": str(args.db),
+                                            "platform": key, "run": run, "k": args.k, "seed": args.seed,
+                                            "device": args.device})
+    res.pop("fit_report", None)
+    res["lpm"] = str(out)
+    atomic_write_json(out / "transfer_report.json", res)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"transfer {lpm.platform_key} → {key} with K = {args.k} measurements (run {run!r}); "
+              f"fine-tuned LPM written to {out}")
+        print(format_table(res["metrics"], f"on the other {res['n_eval']} architectures of run {run!r}"))
+    return 0
+
+
+def register(add) -> None:
+    p = add("fit", cmd_fit, "fit an LPM on a latency database; compare it with the baselines on a held-out split")
+    p.add_argument("--db", required=True, help="latency database")
+    p.add_argument("--platform", help="platform key or a unique substring (default: the only one)")
+    p.add_argument("--run", help="run to fit and hold out from (default: the largest; the others are re-runs)")
+    p.add_argument("--out", required=True, help="folder for the LPM (model.safetensors, meta.json), plot, config")
+    p.add_argument("--train-size", type=int, help="architectures to train on (default: all not held out)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the run (default 0.2)")
+    p.add_argument("--op-db", help="database holding op timings for the lookup-table baseline (default: --db)")
+    p.add_argument("--depth", type=int, help="hidden layers (default from LPMConfig)")
+    p.add_argument("--width", type=int, help="hidden width (default from LPMConfig)")
+    p.add_argument("--max-epochs", type=int, help="epoch limit (early stopping usually ends sooner)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] for fitting")
+    p.add_argument("--threads", type=int, help="CPU threads for fitting (default: PyTorch's default)")
+    p.add_argument("--seed", type=int, default=0, help="split, initialisation and shuffling seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = add("predict", cmd_predict, "predict the latency of genotypes with an LPM")
+    p.add_argument("--lpm", required=True, help="LPM folder")
+    p.add_argument("genotypes", nargs="+", metavar="GENOTYPE", help=GENOTYPE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="unused (prediction is deterministic); accepted for scripts")
+    p.add_argument("--json", action="store_true", help="print predictions as JSON (latency in ms)")
+
+    p = add("evaluate", cmd_evaluate, "metrics of an LPM on measurements it never saw")
+    p.add_argument("--lpm", required=True, help="LPM folder")
+    p.add_argument("--db", required=True, help="latency database")
+    p.add_argument("--platform", help="platform key or substring (default: the LPM's, if the database has it)")
+    p.add_argument("--run", help="only this run (default: all runs, averaged per architecture)")
+    p.add_argument("--allow-platform-mismatch", action="store_true",
+                   help="evaluate on another platform anyway (a warning instead of an error)")
+    p.add_argument("--seed", type=int, default=0, help="unused (evaluation is deterministic); accepted for scripts")
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")
+
+    p = add("transfer", cmd_transfer, "adapt an LPM to another platform with K measurements; compare with scratch")
+    p.add_argument("--lpm", required=True, help="LPM folder fitted on the source platform")
+    p.add_argument("--db", required=True, help="latency database holding the target platform")
+    p.add_argument("--platform", required=True, help="target platform key or a unique substring")
+    p.add_argument("--run", help="target run (default: the largest)")
+    p.add_argument("--k", type=int, required=True, help="target measurements to adapt with")
+    p.add_argument("--out", required=True, help="folder for the fine-tuned LPM")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's default)")
+    p.add_argument("--seed", type=int, default=0, help="which K architectures, and training seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")

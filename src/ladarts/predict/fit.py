@@ -1,0 +1,165 @@
+"""Fitting an LPM on latency records, splitting them reproducibly, and evaluating on records it never saw.
+
+Records of the same architecture in several runs are averaged (geometric mean) before fitting, and splits are
+made by architecture, so an architecture is never on both sides of a split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ladarts.errors import UserInputError
+from ladarts.predict.lpm import LPM, LPMConfig, json_safe, train_lpm
+from ladarts.predict.metrics import regression_metrics
+from ladarts.space.encoding import ENCODING_VERSION, encode_many
+
+
+@dataclass
+class Dataset:
+    """One platform's latencies, one entry per architecture: hashes, genotypes, encodings, latency (ms)."""
+
+    hashes: list[str]
+    genotypes: list[Any]
+    encodings: torch.Tensor  # (N, 2, 14, 8)
+    latency_ms: np.ndarray
+    platform: str | None
+    runs: list[str]
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Dataset":
+        idx = np.asarray(idx, dtype=int)
+        return Dataset([self.hashes[i] for i in idx], [self.genotypes[i] for i in idx], self.encodings[idx],
+                       self.latency_ms[idx], self.platform, self.runs)
+
+    def by_hash(self) -> dict[str, float]:
+        return dict(zip(self.hashes, self.latency_ms.tolist()))
+
+
+def dataset_from_records(records: Sequence[Any]) -> Dataset:
+    """Group records (``hardware.store.Record``) by architecture; several runs → their geometric mean latency."""
+    if not records:
+        raise UserInputError("no latency records to use")
+    platforms = {r.platform for r in records}
+    if len(platforms) > 1:
+        raise UserInputError(f"records come from {len(platforms)} platforms; an LPM is fitted on one")
+    groups: dict[str, list[float]] = {}
+    genotypes: dict[str, Any] = {}
+    runs: list[str] = []
+    for r in records:
+        if not (r.latency_ms > 0):
+            raise UserInputError(f"record {r.arch_hash} run {r.run!r} has a non-positive latency {r.latency_ms}")
+        groups.setdefault(r.arch_hash, []).append(float(r.latency_ms))
+        genotypes.setdefault(r.arch_hash, r.genotype)
+        if r.run not in runs:
+            runs.append(r.run)
+    hashes = list(groups)
+    lat = np.array([float(np.exp(np.mean(np.log(groups[h])))) for h in hashes])
+    gens = [genotypes[h] for h in hashes]
+    return Dataset(hashes, gens, encode_many(gens), lat, platforms.pop(), runs)
+
+
+def split_indices(hashes: Sequence[str], fraction: float | None = None, n_second: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A reproducible split by architecture: ``n_second`` (or ``fraction`` of them) go to the second part.
+
+    Depends only on the set of hashes and the seed, not on record order."""
+    order = np.argsort(np.asarray(hashes))
+    perm = order[np.random.default_rng(seed).permutation(len(hashes))]
+    k = n_second if n_second is not None else int(round(len(hashes) * (fraction or 0.0)))
+    k = max(0, min(len(hashes), k))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def platform_meta(platform_row: dict[str, Any] | None, key: str | None) -> dict[str, Any]:
+    """The platform part of an LPM's meta: from ``LatencyStore.platform_row`` when available."""
+    if platform_row is None:
+        return {"key": key, "fingerprint": {}, "settings": None, "ref_name": None, "ref_ms": None}
+    return {"key": platform_row["key"], "fingerprint": platform_row.get("fingerprint") or {},
+            "settings": platform_row.get("settings"), "ref_name": platform_row.get("ref_name"),
+            "ref_ms": platform_row.get("ref_ms")}
+
+
+def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
+                config: LPMConfig | None = None, device: str = "cpu", progress: bool = False,
+                init: LPM | None = None, anchor_weight: float = 0.0, lr: float | None = None,
+                max_epochs: int | None = None) -> tuple[LPM, dict[str, Any]]:
+    """Fit an LPM on a :class:`Dataset` (see :func:`fit_lpm`). ``init``: start from this LPM's weights and
+    normalisation (fine-tuning) instead of a fresh one."""
+    if len(data) < 4:
+        raise UserInputError(f"need at least 4 architectures to fit an LPM, got {len(data)}")
+    if platform_row is not None and data.platform is not None and platform_row["key"] != data.platform:
+        raise UserInputError(f"platform_row is {platform_row['key']!r} but the records are {data.platform!r}")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    if init is not None:
+        model = LPM(init.config)
+        model.load_state_dict(init.state_dict())
+        config = init.config
+    else:
+        config = config or LPMConfig()
+        model = LPM(config)
+    tr, va = split_indices(data.hashes, fraction=config.val_fraction, seed=seed + 1)
+    if len(va) == 0:
+        tr, va = tr[1:], tr[:1]
+    train, val = data.subset(tr), data.subset(va)
+    res = train_lpm(model, train.encodings, torch.from_numpy(train.latency_ms), val.encodings,
+                    torch.from_numpy(val.latency_ms), seed=seed, device=device, set_normalisation=init is None,
+                    anchor_weight=anchor_weight, lr=lr, max_epochs=max_epochs, progress=progress)
+    model.cpu()
+    metrics = {"validation": regression_metrics(model.predict_encodings(val.encodings), val.latency_ms),
+               "train": regression_metrics(model.predict_encodings(train.encodings), train.latency_ms)}
+    training = {"runs": data.runs, "arch_hashes": data.hashes, "n_archs": len(data), "n_train": len(train),
+                "n_val": len(val), "seed": seed, "epochs": res.epochs, "best_epoch": res.best_epoch,
+                "steps": res.steps, "batch_size": res.batch_size, "fit_s": round(time.perf_counter() - t0, 3),
+                "device": str(device), "finetuned_from": (init.meta.get("platform") or {}).get("key")
+                if init is not None else None}
+    pm = platform_meta(platform_row, data.platform)
+    model.meta = json_safe({
+        "platform": pm,
+        "network": (pm.get("settings") or {}).get("network"),
+        "encoding_version": ENCODING_VERSION,
+        "target": "latency_ms: the store's drift-corrected latency, in ms",
+        "mean_latency_ms": float(np.mean(data.latency_ms)),
+        "training": training,
+        "metrics": metrics,
+    })
+    report = {k: v for k, v in training.items() if k != "arch_hashes"}
+    report.update(platform=pm["key"], mean_latency_ms=float(np.mean(data.latency_ms)), metrics=metrics,
+                  config=model.config.to_dict())
+    return model, json_safe(report)
+
+
+def fit_lpm(records: Sequence[Any], *, seed: int = 0, platform_row: dict[str, Any] | None = None,
+            config: LPMConfig | None = None, device: str = "cpu", progress: bool = False) -> tuple[LPM, dict[str, Any]]:
+    """Fit an LPM on latency records of one platform; returns ``(lpm, report)``.
+
+    ``records``: ``hardware.store.Record`` objects (``store.records(platform, run=...)``), all of one platform;
+    an architecture in several runs is averaged. A ``config.val_fraction`` share of the architectures is held
+    out for early stopping. ``platform_row`` (``store.platform_row(key)``) puts the platform's settings and
+    fingerprint into the LPM's meta. ``report``: n_train, n_val, epochs, fit_s, mean_latency_ms and
+    ``metrics['validation']`` (MAPE, τ, ... on the early-stopping split; use :func:`evaluate` on held-out data
+    for an unbiased figure).
+    """
+    return fit_dataset(dataset_from_records(records), seed=seed, platform_row=platform_row, config=config,
+                       device=device, progress=progress)
+
+
+def evaluate(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) -> dict[str, Any]:
+    """Metrics of ``lpm`` on ``records``, leaving out architectures it was fitted on (and saying how many)."""
+    data = dataset_from_records(records)
+    seen = set((lpm.meta.get("training") or {}).get("arch_hashes") or []) if exclude_seen else set()
+    keep = [i for i, h in enumerate(data.hashes) if h not in seen]
+    excluded = len(data) - len(keep)
+    if not keep:
+        raise UserInputError(f"all {len(data)} architectures were used to fit this LPM; nothing left to evaluate")
+    sub = data.subset(keep)
+    pred = lpm.predict_encodings(sub.encodings)
+    return json_safe({"platform": data.platform, "runs": data.runs, "n_archs": len(data),
+                      "n_excluded_seen": excluded, "metrics": regression_metrics(pred, sub.latency_ms)})

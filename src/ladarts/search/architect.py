@@ -1,0 +1,141 @@
+"""One bilevel step of DARTS: the α step (first or second order, with an optional latency term) and the w step.
+
+The α step differentiates the validation loss with respect to α/β only (``torch.autograd.grad``): the reference
+calls ``backward()`` and so also computes weight gradients it then throws away. The latency term is added to α's
+gradient directly; it depends on α/β alone, so its gradient cannot reach w.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ladarts.errors import LadartsError
+from ladarts.search.objectives import LatencyObjective
+from ladarts.space.supernet import Supernet
+
+
+class NonFiniteLoss(LadartsError):
+    """A loss or gradient became NaN or inf; the search stops (exit code 1)."""
+
+
+def check_finite(value: torch.Tensor, what: str) -> None:
+    v = float(value.detach())
+    if not math.isfinite(v):
+        raise NonFiniteLoss(f"{what} is {v}")
+
+
+@dataclass
+class ArchStats:
+    loss: float
+    lat_ms: float | None
+    lat_term: float | None
+
+
+class Architect:
+    """Updates α (and β) with Adam on the validation split, first order or unrolled second order."""
+
+    def __init__(self, model: Supernet, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.999),
+                 weight_decay: float = 1e-3, order: int = 1, objective: LatencyObjective | None = None,
+                 w_momentum: float = 0.9, w_weight_decay: float = 3e-4, fd_epsilon: float = 0.01):
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order}")
+        self.model, self.order, self.objective = model, order, objective
+        self.w_momentum, self.w_weight_decay = w_momentum, w_weight_decay
+        self.fd_epsilon = fd_epsilon  # the finite-difference step is ε/‖∇_w' L_val‖; the reference uses ε = 0.01
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+
+    def arch_gradients(self, x_val: torch.Tensor, y_val: torch.Tensor, x_train: torch.Tensor | None = None,
+                       y_train: torch.Tensor | None = None, eta: float = 0.0,
+                       w_optimizer: torch.optim.Optimizer | None = None) -> tuple[list[torch.Tensor], ArchStats]:
+        """∇_α of L_val (+ the latency term), without touching any weight gradient."""
+        arch = self.model.arch_parameters()
+        if self.order == 1:
+            loss = F.cross_entropy(self.model(x_val), y_val)
+            check_finite(loss, "the architecture (validation) loss")
+            grads = list(torch.autograd.grad(loss, arch))
+        else:
+            assert x_train is not None and y_train is not None
+            loss, grads = self._unrolled_gradients(x_train, y_train, x_val, y_val, eta, w_optimizer)
+        lat_ms = term_v = None
+        if self.objective is not None:
+            term, lat = self.objective(*self.model.arch_tensors())
+            check_finite(lat, "the predicted latency LAT(α)")
+            lat_grads = torch.autograd.grad(term, arch, allow_unused=True)
+            grads = [g if lg is None else g + lg for g, lg in zip(grads, lat_grads)]
+            lat_ms, term_v = float(lat.detach()), float(term.detach())
+        for g in grads:
+            if not bool(torch.isfinite(g).all()):
+                raise NonFiniteLoss("the architecture gradient has NaN or inf entries")
+        return grads, ArchStats(float(loss.detach()), lat_ms, term_v)
+
+    def step(self, x_val: torch.Tensor, y_val: torch.Tensor, x_train: torch.Tensor | None = None,
+             y_train: torch.Tensor | None = None, eta: float = 0.0,
+             w_optimizer: torch.optim.Optimizer | None = None) -> ArchStats:
+        grads, stats = self.arch_gradients(x_val, y_val, x_train, y_train, eta, w_optimizer)
+        for p, g in zip(self.model.arch_parameters(), grads):
+            p.grad = g
+        self.optimizer.step()
+        for p in self.model.arch_parameters():
+            p.grad = None
+        return stats
+
+    def _unrolled_gradients(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                            y_val: torch.Tensor, eta: float,
+                            w_optimizer: torch.optim.Optimizer | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Second-order DARTS: α-gradient of L_val(w', α) with w' = w − η(momentum + ∇_w L_train + wd·w), minus
+        η times the Hessian-vector product ∇²_{α,w} L_train · ∇_{w'} L_val by central finite differences."""
+        model = self.model
+        named_w = model.named_weight_parameters()
+        ws = [p for _, p in named_w]
+        arch = model.arch_parameters()
+        loss_tr = F.cross_entropy(model(x_train), y_train)
+        check_finite(loss_tr, "the training loss of the unrolled step")
+        dws = torch.autograd.grad(loss_tr, ws)
+        w_prime = []
+        for p, g in zip(ws, dws):
+            buf = w_optimizer.state.get(p, {}).get("momentum_buffer") if w_optimizer is not None else None
+            moment = buf * self.w_momentum if buf is not None else torch.zeros_like(p)
+            w_prime.append((p.detach() - eta * (moment + g + self.w_weight_decay * p.detach())).requires_grad_())
+        params = {n: wp for (n, _), wp in zip(named_w, w_prime)}
+        params.update({n: getattr(model, n) for n in model.ARCH_NAMES if getattr(model, n) is not None})
+        buffers = {n: b.clone() for n, b in model.named_buffers()}  # the virtual step leaves the BN stats alone
+        loss_val = F.cross_entropy(functional_call(model, (params, buffers), (x_val,)), y_val)
+        check_finite(loss_val, "the unrolled validation loss")
+        g_all = torch.autograd.grad(loss_val, [*arch, *w_prime])
+        g_arch, dw_prime = list(g_all[: len(arch)]), g_all[len(arch):]
+        r = self.fd_epsilon / torch.cat([d.reshape(-1) for d in dw_prime]).norm()
+        saved = [p.detach().clone() for p in ws]
+        grads_pm = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for p, s, d in zip(ws, saved, dw_prime):
+                    p.copy_(s + sign * r * d)
+            loss = F.cross_entropy(model(x_train), y_train)
+            grads_pm.append(torch.autograd.grad(loss, arch))
+        with torch.no_grad():
+            for p, s in zip(ws, saved):
+                p.copy_(s)
+        grads = [g - eta * (gp - gn) / (2 * r) for g, gp, gn in zip(g_arch, *grads_pm)]
+        return loss_val, grads
+
+
+def weight_step(model: Supernet, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                grad_clip: float = 5.0) -> tuple[float, int]:
+    """One SGD step on w (α fixed): returns (loss, number of correct predictions)."""
+    ws = model.weight_parameters()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    check_finite(loss, "the training (weight) loss")
+    grads = torch.autograd.grad(loss, ws)
+    for p, g in zip(ws, grads):
+        p.grad = g
+    torch.nn.utils.clip_grad_norm_(ws, grad_clip)
+    optimizer.step()
+    for p in ws:
+        p.grad = None
+    return float(loss.detach()), int((logits.argmax(1) == y).sum())
