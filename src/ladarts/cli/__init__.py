@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from ladarts import __version__
 from ladarts.errors import LadartsError
 
-COMMAND_MODULES = ("space", "hardware", "predict", "search", "demo")
+COMMAND_MODULES = ("space", "hardware", "predict", "search", "train", "report", "demo")
 
 
 class Parser(argparse.ArgumentParser):
