@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from ladarts.errors import UserInputError
 from ladarts.hardware import LatencyStore, Platform
 from ladarts.hardware.optimings import op_positions, time_op_table
-from ladarts.predict import (LPM, LPMConfig, dataset_from_records, evaluate, fit_baselines, fit_dataset, fit_lpm,
+from ladarts.predict import (LPM, LPMConfig, dataset_from_records, evaluate, fit_baselines, fit_lpm,
                              lut_table, macs_params, mass_path, regression_metrics, synthetic_records,
                              transfer_experiment)
 from ladarts.predict.softcheck import balanced_alphas, none_shift, random_alphas
@@ -57,6 +56,7 @@ def test_call_shapes_and_gradient(fitted):
     out = lpm(batch)
     assert out.shape == (5,)
     assert torch.allclose(out[0], lpm(batch[0]))
+    assert torch.allclose(lpm(batch.double()), out)  # a float64 soft encoding works (cast inside)
     with pytest.raises(UserInputError, match="shape"):
         lpm(torch.zeros(2, 14, 7))
 
@@ -70,7 +70,7 @@ def test_reload_predicts_exactly_the_same(fitted, tmp_path):
     assert torch.equal(again(batch).detach(), before)
     meta = json.loads((tmp_path / "lpm" / "meta.json").read_text())
     assert meta["encoding_version"] == 1 and meta["platform"]["key"] == lpm.platform_key
-    assert len(meta["training"]["arch_hashes"]) == 600 and meta["normalisation"]["space"] == "log_ms"
+    assert len(meta["training"]["arch_hashes"]) == 600 and meta["normalisation"]["space"] in ("log_ms", "ms")
     assert again.meta["mean_latency_ms"] == lpm.meta["mean_latency_ms"]
 
 
@@ -218,3 +218,18 @@ def test_transfer_beats_training_from_scratch_on_k():
     assert res["lpm"].platform_key == "synthetic-b/cifar"
     with pytest.raises(UserInputError, match="--k"):
         transfer_experiment(lpm, dataset_from_records(tgt), 2)
+
+
+def test_log_output_and_plain_mlp_variants_fit_and_reload(tmp_path):
+    recs = synthetic_records(300, seed=0)
+    test = synthetic_records(100, seed=1)
+    for cfg in (LPMConfig(output="log", depth=1, width=32, max_epochs=80),
+                LPMConfig(pooled=False, staged=False, depth=2, width=32, max_epochs=80, activation="relu")):
+        lpm, _ = fit_lpm(recs, seed=0, config=cfg)
+        assert evaluate(lpm, test)["metrics"]["mape_pct"] < 5.0
+        lpm.save(tmp_path / cfg.output)
+        again = LPM.load(tmp_path / cfg.output)
+        enc = encode_many([r.genotype for r in test[:10]])
+        assert torch.equal(again(enc), lpm(enc)) and again.config == cfg
+    with pytest.raises(UserInputError, match="output"):
+        LPMConfig(output="sqrt")

@@ -1,75 +1,249 @@
-"""`ladarts demo` / `make demo`: the pipeline on the embedded default, small enough for a 2-core CPU.
+"""`ladarts demo` / `make demo`: the whole LA-DARTS pipeline on the embedded default (digits), on this CPU.
 
-Each stage prints what it did and writes its artefacts under ``out``; the resolved config is written first.
+measure → fit the LPM → search with λ=0 and λ>0 → train both cells briefly → measure both → report.
+Every stage writes its artefacts under ``out`` (the resolved config first) and skips work already done, so
+an interrupted demo continues where it stopped. The platform is this machine's CPU (PyTorch eager, 1 thread,
+batch 1); the README says how to point each stage at a GPU or ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from ladarts.io import atomic_write_json
-
-
-def _stage_space(out: Path, seed: int) -> dict:
-    from ladarts.space import ZOO, decode, encode, network_config, sample_genotypes
-    from ladarts.space.describe import describe
-
-    print("== 1. search space: the published genotypes on the CIFAR network (C=36, 20 cells) ==")
-    cfg = network_config("cifar")
-    rows = []
-    print(f"{'genotype':<16}{'params (M)':>12}{'MACs (M)':>10}  encodable")
-    for name, g in ZOO.items():
-        d = describe(g, cfg, name)
-        rows.append({k: d[k] for k in ("name", "params", "params_m", "macs_m", "encodable")})
-        print(f"{name:<16}{d['params_m']:>12.6f}{d['macs_m']:>10.1f}  {'yes' if d['encodable'] else 'no'}")
-    sampled = sample_genotypes(1000, seed)
-    roundtrip = sum(decode(encode(g)) == g for g in sampled)
-    print(f"sampled 1000 random architectures (seed {seed}); encode→decode identity for {roundtrip}/1000")
-    atomic_write_json(out / "space.json", {"zoo": rows, "sampled": 1000, "roundtrip_ok": roundtrip})
-    return {"zoo": len(rows), "roundtrip_ok": roundtrip}
+from ladarts.io import atomic_write_json, atomic_write_text
 
 
-#: The network the demo deploys: digits upsampled to 16 px, 1 input channel, a small CIFAR-style stack.
-DEMO_NETWORK = dict(preset="cifar", channels=16, cells=8, classes=10, in_channels=1, input_size=16)
-DEMO_ARCHS = 200
-DEMO_RETIME = 60
+@dataclass
+class DemoConfig:
+    """Sizes chosen so the whole demo takes minutes on 2 CPU cores."""
+
+    out: str = "demo-out"
+    seed: int = 0
+    #: The deployed network: digits upsampled to 16 px, 1 channel, C=16 × 8 cells (the digits training default).
+    channels: int = 16
+    cells: int = 8
+    input_size: int = 16
+    archs: int = 200  # random architectures measured for the LPM
+    retime: int = 60  # of which re-timed as an independent run: the noise floor
+    pairs: int = 10
+    search_epochs: int = 8
+    search_channels: int = 8
+    search_cells: int = 5
+    lam: float = 1.0
+    train_epochs: int = 10
+    report_pairs: int = 30
+
+    def network(self):
+        from ladarts.space import network_config
+
+        return network_config("cifar", channels=self.channels, cells=self.cells, classes=10, in_channels=1,
+                              input_size=self.input_size)
+
+    def platform(self):
+        from ladarts.hardware import Platform
+
+        return Platform(device="cpu", runtime="torch", threads=1, network=self.network())
 
 
-def _stage_measure(out: Path, seed: int) -> dict:
-    from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, campaign_items, compare_runs
-    from ladarts.space import network_config
+def _say(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)
 
-    platform = Platform(device="cpu", runtime="torch", threads=1, network=network_config(**DEMO_NETWORK))
-    print(f"\n== 2. latency data: {DEMO_ARCHS} random architectures timed on this machine's CPU ==")
+
+def stage_measure(cfg: DemoConfig, out: Path) -> dict[str, Any]:
+    from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, campaign_items, compare_runs
+
+    platform = cfg.platform()
+    _say(f"1. latency data: {cfg.archs} random architectures timed on this machine's CPU")
     print(f"platform {platform.key}")
-    print("(to target a GPU or ONNX Runtime: ladarts measure --device cuda:0 | --runtime onnxruntime; see README)")
     db = out / "latency.db"
     with LatencyStore.open_or_create(db) as store:
-        measurer = Measurer(store, platform, MeasureConfig(pairs=10))
-        items = campaign_items(DEMO_ARCHS, seed)
+        measurer = Measurer(store, platform, MeasureConfig(pairs=cfg.pairs))
+        items = campaign_items(cfg.archs, cfg.seed)
         res = measurer.run(items, run="a")
-        retime = measurer.run(items[:DEMO_RETIME], run="b")
+        measurer.run(items[: cfg.retime], run="b")
         noise = compare_runs(store, platform.key, "a", platform.key, "b")
         lat = [r.latency_ms for r in store.records(platform.key, run="a")]
-    print(f"measured {res.measured} architectures ({res.skipped} already in {db}) at {res.archs_per_hour:.0f} archs/hour;"
-          f" latency {min(lat):.2f}–{max(lat):.2f} ms")
-    n = noise["latency_ms"]
-    raw = noise["median_ms"]
-    print(f"noise floor over {n['n']} architectures timed twice: drift-corrected MAPE {n['mape_sym_pct']:.2f}%, "
-          f"Kendall τ {n['kendall_tau_b']:.3f} (raw median: {raw['mape_sym_pct']:.2f}%, τ {raw['kendall_tau_b']:.3f})")
-    return {"platform": platform.key, "db": str(db), "measured": len(lat), "archs_per_hour": res.archs_per_hour,
-            "retimed": retime.measured + retime.skipped, "noise": noise}
+    if res.measured:
+        print(f"measured {res.measured} architectures at {res.archs_per_hour:.0f} archs/hour "
+              f"({100 * res.timed_share:.0f}% of the time in timed forwards)")
+    n, raw = noise["latency_ms"], noise["median_ms"]
+    print(f"latency {min(lat):.2f}–{max(lat):.2f} ms; noise floor over {n['n']} architectures timed twice: "
+          f"MAPE {n['mape_sym_pct']:.2f}%, Kendall τ {n['kendall_tau_b']:.3f} "
+          f"(raw medians without drift correction: {raw['mape_sym_pct']:.2f}%, τ {raw['kendall_tau_b']:.3f})")
+    return {"platform": platform.key, "db": str(db), "archs": len(lat), "noise": {"drift_corrected": n, "raw_median": raw}}
 
 
-def run_demo(out: str | Path = "demo-out", seed: int = 0) -> dict:
-    out = Path(out)
+def stage_fit(cfg: DemoConfig, out: Path, db: str, platform_key: str) -> dict[str, Any]:
+    from ladarts.errors import UserInputError
+    from ladarts.hardware import LatencyStore
+    from ladarts.predict import LPM, evaluate, fit_lpm
+    from ladarts.predict.plot import scatter_png
+
+    _say("2. latency prediction module (LPM): an MLP on the 2×14×8 encoding")
+    lpm_dir = out / "lpm"
+    with LatencyStore.open(db) as store:
+        records = store.records(platform_key, run="a")
+        retimed = store.records(platform_key, run="b")
+        row = store.platform_row(platform_key)
+    if (lpm_dir / "meta.json").exists():
+        lpm = LPM.load(lpm_dir, expect_platform=platform_key)
+    else:
+        lpm, _ = fit_lpm(records, seed=cfg.seed, platform_row=row)
+        lpm.save(lpm_dir)
+    training = lpm.meta["training"]
+    val = lpm.meta["metrics"]["validation"]
+    print(f"fitted on {training['n_train']} architectures in {training['fit_s']:.1f} s; on the {training['n_val']} "
+          f"held out for early stopping: MAPE {val['mape_pct']:.2f}%, Kendall τ {val['kendall_tau_b']:.3f}")
+    # Run b re-timed architectures independently; evaluate() leaves out the ones the LPM was trained on.
+    try:
+        held_out = evaluate(lpm, retimed)
+    except UserInputError:
+        held_out = {}
+    m = held_out.get("metrics", {})
+    if m:
+        print(f"against the independent run b on {m['n']} architectures it never trained on: MAPE {m['mape_pct']:.2f}%,"
+              f" τ {m['kendall_tau_b']:.3f} (the run-vs-run floor above holds the noise of two runs, this of one)")
+    by_hash = {r.arch_hash: r.latency_ms for r in records}
+    from ladarts.space import encode_many
+
+    genos = [r.genotype for r in records]
+    pred = lpm(encode_many(genos)).detach().tolist()
+    scatter_png(out / "lpm_predicted_vs_measured.png", [by_hash[r.arch_hash] for r in records], {"LPM": pred},
+                title="LPM on the demo's measured architectures (train + validation)")
+    return {"lpm": str(lpm_dir), "validation": val, "held_out_run_b": held_out}
+
+
+def stage_search(cfg: DemoConfig, out: Path, lpm_dir: str) -> dict[str, Any]:
+    from ladarts.search import SearchConfig, run_search
+    from ladarts.search.loop import load_cost
+    from ladarts.space import Genotype, encode
+
+    _say(f"3. search on digits: DARTS with λ=0 and LA-DARTS with λ={cfg.lam} ({cfg.search_epochs} epochs each)")
+    lpm = load_cost(lpm_dir)
+    results = {}
+    for lam in (0.0, cfg.lam):
+        run = out / f"search_lambda{lam:g}"
+        sc = SearchConfig(out=str(run), dataset="digits", input_size=cfg.input_size, epochs=cfg.search_epochs,
+                          seed=cfg.seed, channels=cfg.search_channels, cells=cfg.search_cells, lpm=lpm_dir, lam=lam,
+                          resume=(run / "checkpoint.pt").exists(), progress=True, threads=1)
+        if (run / "genotype.json").exists():
+            genotype = Genotype.from_json((run / "genotype.json").read_text())
+            last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+        else:
+            res = run_search(sc, cost=lpm)
+            genotype, last = res.genotype, res.final
+        predicted = float(lpm(encode(genotype)).detach())
+        print(f"λ={lam:g}: supernet val acc {100 * last['val_acc']:.1f}%, derived cell predicted {predicted:.2f} ms")
+        print(f"   {genotype.to_darts_text()}")
+        results[f"{lam:g}"] = {"run": str(run), "genotype": genotype.to_dict(), "predicted_ms": predicted,
+                               "supernet_val_acc": last["val_acc"]}
+    return results
+
+
+def stage_train(cfg: DemoConfig, out: Path, searches: dict[str, Any]) -> dict[str, Any]:
+    from ladarts.train import TrainConfig, run_train
+
+    _say(f"4. train both found cells on digits ({cfg.train_epochs} epochs, C={cfg.channels} × {cfg.cells} cells)")
+    results = {}
+    for lam, s in searches.items():
+        run = out / f"train_lambda{lam}"
+        if (run / "report.json").exists():
+            rep = json.loads((run / "report.json").read_text())
+        else:
+            tc = TrainConfig(genotype=s["genotype"], genotype_name=f"lambda{lam}", out=str(run), dataset="digits",
+                             seed=cfg.seed, channels=cfg.channels, cells=cfg.cells, input_size=cfg.input_size,
+                             epochs=cfg.train_epochs, threads=1)
+            rep = run_train(tc, resume=(run / "checkpoint.pt").exists()).report
+        print(f"λ={lam}: test accuracy {100 * rep['test_acc']:.2f}%")
+        results[lam] = {"run": str(run), "test_acc": rep["test_acc"]}
+    return results
+
+
+def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm_dir: str, db: str) -> dict:
+    from ladarts.predict import LPM
+    from ladarts.report import build_rows, draw_genotype, to_markdown, to_text
+    from ladarts.space import Genotype
+
+    _say("5. measured on this CPU: both trained cells, same timer as `measure`")
+    lpm = LPM.load(lpm_dir)
+    entries = [{"name": f"λ={lam}", "genotype": Genotype.from_dict(searches[lam]["genotype"]),
+                "network": cfg.network(), "test_acc": trained[lam]["test_acc"]} for lam in searches]
+    rows = build_rows(entries, lambda net: cfg.platform(), lpm, cfg.report_pairs, db)
+    for lam, e in zip(searches, entries):
+        draw_genotype(e["genotype"], out / f"cells_lambda{lam}.png", title=f"λ={lam}")
+    base, la = rows
+    reduction = 100 * (1 - la["measured_ms"] / base["measured_ms"])
+    print(to_text(rows))
+    print(f"measured latency reduction of the λ={cfg.lam:g} cell: {reduction:.1f}% "
+          f"(accuracy {la['test_acc_pct'] - base['test_acc_pct']:+.2f} points)")
+    _front_png(out / "front.png", rows)
+    atomic_write_text(out / "comparison.md", to_markdown(rows))
+    return {"rows": rows, "measured_reduction_pct": reduction}
+
+
+def _front_png(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ladarts.io import atomic_write
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for r in rows:
+        ax.scatter(r["measured_ms"], r["test_acc_pct"], s=60)
+        ax.annotate(r["name"], (r["measured_ms"], r["test_acc_pct"]), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel("measured latency on this CPU (ms, batch 1)")
+    ax.set_ylabel("test accuracy on digits (%)")
+    ax.set_title("accuracy vs measured latency")
+    fig.tight_layout()
+    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
+    from ladarts.report import to_markdown
+
+    m = s["measure"]["noise"]["drift_corrected"]
+    held = s["fit"]["held_out_run_b"].get("metrics", {})
+    lines = [
+        "# ladarts demo", "",
+        f"Platform: `{s['measure']['platform']}` (this machine's CPU, PyTorch eager, 1 thread, batch 1).", "",
+        f"1. Measured {s['measure']['archs']} random architectures; noise floor between two runs over "
+        f"{m['n']} of them: MAPE {m['mape_sym_pct']:.2f}%, Kendall τ {m['kendall_tau_b']:.3f}.",
+        f"2. LPM against the independent re-run of architectures it never saw: "
+        + (f"MAPE {held['mape_pct']:.2f}%, τ {held['kendall_tau_b']:.3f}." if held else "no unseen architectures."),
+        f"3. Searched with λ=0 and λ={cfg.lam:g} ({cfg.search_epochs} epochs, C={cfg.search_channels} × "
+        f"{cfg.search_cells}-cell supernet).",
+        f"4. Trained both cells for {cfg.train_epochs} epochs; measured both:", "",
+        to_markdown(s["compare"]["rows"]),
+        f"Measured latency reduction: {s['compare']['measured_reduction_pct']:.1f}%.", "",
+        "Files: `latency.db`, `lpm/`, `lpm_predicted_vs_measured.png`, `search_lambda*/`, `train_lambda*/`, "
+        "`cells_lambda*.png`, `front.png`, `comparison.md`, `summary.json`.", "",
+        "A single short demo run is one sample, not a result: benchmarks/RESULTS.md has the multi-seed figures.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(out: str | Path = "demo-out", seed: int = 0, config: DemoConfig | None = None) -> dict[str, Any]:
+    cfg = config or DemoConfig(out=str(out), seed=seed)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {"command": "demo", "out": str(out), "seed": seed})
+    atomic_write_json(out / "config.json", {"command": "demo", **asdict(cfg)})
     t0 = time.perf_counter()
-    summary = {"space": _stage_space(out, seed)}
-    summary["measure"] = _stage_measure(out, seed)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(out / "summary.json", summary)
-    print(f"demo finished in {summary['seconds']} s; artefacts in {out}/")
-    return summary
+    s: dict[str, Any] = {"measure": stage_measure(cfg, out)}
+    s["fit"] = stage_fit(cfg, out, s["measure"]["db"], s["measure"]["platform"])
+    s["search"] = stage_search(cfg, out, s["fit"]["lpm"])
+    s["train"] = stage_train(cfg, out, s["search"])
+    s["compare"] = stage_compare(cfg, out, s["search"], s["train"], s["fit"]["lpm"], s["measure"]["db"])
+    s["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(out / "summary.json", s)
+    atomic_write_text(out / "README.md", _summary_md(cfg, s))
+    print(f"\ndemo finished in {s['seconds']:.0f} s; report in {out}/README.md")
+    print("next: point it at your device — ladarts measure --device cuda:0 (GPU) or --runtime onnxruntime; "
+          "see README.md")
+    return s

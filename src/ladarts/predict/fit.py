@@ -89,9 +89,10 @@ def platform_meta(platform_row: dict[str, Any] | None, key: str | None) -> dict[
 def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
                 config: LPMConfig | None = None, device: str = "cpu", progress: bool = False,
                 init: LPM | None = None, anchor_weight: float = 0.0, lr: float | None = None,
-                max_epochs: int | None = None) -> tuple[LPM, dict[str, Any]]:
-    """Fit an LPM on a :class:`Dataset` (see :func:`fit_lpm`). ``init``: start from this LPM's weights and
-    normalisation (fine-tuning) instead of a fresh one."""
+                max_epochs: int | None = None, renormalise: bool = False, staged: bool | None = None,
+                prior_ridge: float | None = None) -> tuple[LPM, dict[str, Any]]:
+    """Fit an LPM on a :class:`Dataset` (see :func:`fit_lpm`). ``init``: start from this LPM's weights (and its
+    normalisation, unless ``renormalise``) instead of a fresh one."""
     if len(data) < 4:
         raise UserInputError(f"need at least 4 architectures to fit an LPM, got {len(data)}")
     if platform_row is not None and data.platform is not None and platform_row["key"] != data.platform:
@@ -110,8 +111,9 @@ def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | 
         tr, va = tr[1:], tr[:1]
     train, val = data.subset(tr), data.subset(va)
     res = train_lpm(model, train.encodings, torch.from_numpy(train.latency_ms), val.encodings,
-                    torch.from_numpy(val.latency_ms), seed=seed, device=device, set_normalisation=init is None,
-                    anchor_weight=anchor_weight, lr=lr, max_epochs=max_epochs, progress=progress)
+                    torch.from_numpy(val.latency_ms), seed=seed, device=device, set_normalisation=init is None or renormalise,
+                    anchor_weight=anchor_weight, lr=lr, max_epochs=max_epochs, progress=progress, staged=staged,
+                    prior_ridge=prior_ridge)
     model.cpu()
     metrics = {"validation": regression_metrics(model.predict_encodings(val.encodings), val.latency_ms),
                "train": regression_metrics(model.predict_encodings(train.encodings), train.latency_ms)}

@@ -16,45 +16,93 @@ import numpy as np
 import torch
 
 from ladarts.errors import UserInputError
-from ladarts.predict.fit import Dataset, fit_dataset, platform_meta, split_indices
+from ladarts.predict.fit import Dataset, fit_dataset, split_indices
 from ladarts.predict.lpm import LPM, LPMConfig, json_safe
 from ladarts.predict.metrics import regression_metrics
 
 
 def recalibrate(lpm: LPM, data: Dataset, shrink: float = 2.0) -> LPM:
-    """A copy of ``lpm`` whose log output is mapped by ``a·log ŷ + b`` fitted on ``data`` (slope ridge → 1)."""
-    x = np.log(lpm.predict_encodings(data.encodings))
-    y = np.log(data.latency_ms)
+    """A copy of ``lpm`` whose output (in its target space: log-ms or ms) is mapped by ``a·t(ŷ) + b`` fitted on
+    ``data``; the slope is shrunk towards 1 in log space, towards the ratio of means in ms space."""
+    with torch.no_grad():
+        x = lpm.to_target(torch.from_numpy(lpm.predict_encodings(data.encodings))).numpy()
+        y = lpm.to_target(torch.from_numpy(data.latency_ms)).numpy()
+    a0 = 1.0 if lpm.config.output == "log" else float(np.mean(data.latency_ms) / np.mean(lpm.predict_encodings(data.encodings)))
     xm, ym = x.mean(), y.mean()
     sxx = float(((x - xm) ** 2).sum())
     sxy = float(((x - xm) * (y - ym)).sum())
     lam = shrink * sxx / max(len(x), 1)  # prior weight comparable to `shrink` extra points' spread
-    a = (sxy + lam) / (sxx + lam) if sxx + lam > 0 else 1.0
-    a = float(np.clip(a, 0.05, 20.0))
+    a = (sxy + lam * a0) / (sxx + lam) if sxx + lam > 0 else a0
+    a = float(np.clip(a, 0.02, 50.0))
     b = ym - a * xm
     out = LPM(lpm.config, dict(lpm.meta))
     out.load_state_dict(lpm.state_dict())
     with torch.no_grad():
-        out.log_mean.copy_(a * lpm.log_mean + b)
-        out.log_std.copy_(a * lpm.log_std)
+        out.y_mean.copy_(a * lpm.y_mean + b)
+        out.y_std.copy_(a * lpm.y_std)
     return out.eval()
 
 
+PRIOR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def choose_prior(cal: LPM, data: Dataset, grid: tuple[float, ...] = PRIOR_GRID, folds: int = 5,
+                 seed: int = 0) -> tuple[float, dict[float, float]]:
+    """Pick the strength of the pull towards the source's linear term by K-fold cross-validation on the K
+    records (closed-form fits: free). Strong when the source's costs predict the target, weak when they do not."""
+    from ladarts.predict.lpm import _fit_linear_closed_form
+
+    x = data.encodings.reshape(len(data), -1).float()
+    y = torch.from_numpy(data.latency_ms)
+    mu, sd = float(cal.y_mean), float(cal.y_std)
+    z = ((cal.to_target(y.double()) - mu) / sd).float()
+    r = (sd / y).float() if cal.config.output == "ms" else torch.full((len(y),), sd)
+    order = np.random.default_rng(seed).permutation(len(data))
+    parts = np.array_split(order, min(folds, len(data)))
+    scores = {}
+    for lam in grid:
+        err = []
+        for part in parts:
+            tr = np.setdiff1d(order, part)
+            m = LPM(cal.config)
+            m.load_state_dict(cal.state_dict())
+            _fit_linear_closed_form(m, x[tr], z[tr], r[tr], ridge=lam, towards_current=True)
+            with torch.no_grad():
+                p = m(data.encodings[part]).double().numpy()
+            err += list(np.abs((p - data.latency_ms[part]) / data.latency_ms[part]))
+        scores[lam] = float(np.mean(err))
+    return min(scores, key=scores.get), scores
+
+
 def fine_tune(lpm: LPM, data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
-              anchor_weight: float = 1e-3, lr: float = 3e-4, max_epochs: int = 300,
+              anchor_weight: float = 1e-3, prior_ridge: float | None = None,
               device: str = "cpu") -> tuple[LPM, dict[str, Any]]:
-    """Recalibrate then fine-tune ``lpm`` (fitted on another platform) on ``data`` from the target platform."""
+    """Adapt ``lpm`` (fitted on another platform) to ``data`` from the target platform.
+
+    1. recalibrate the source's output to the target (:func:`recalibrate`);
+    2. re-fit its linear term (the learned lookup table) in closed form on the K records, shrunk towards the
+       source's weights rather than towards zero, with a strength picked by cross-validation on the K
+       (:func:`choose_prior`): what K records pin down follows the target, the rest keeps the source's costs;
+    3. fine-tune every weight with early stopping and an L2 pull (L2-SP) towards the result of step 2.
+    When the platforms rank architectures alike this keeps the source's knowledge; when they do not (PyTorch
+    eager vs ONNX Runtime here, see benchmarks/bench_transfer.py) it degrades towards a fit on the K alone.
+    """
     if len(data) < 4:
         raise UserInputError(f"need at least 4 target-platform architectures to transfer, got {len(data)}")
     cal = recalibrate(lpm, data)
+    cv = None
+    if prior_ridge is None:
+        prior_ridge, cv = choose_prior(cal, data, seed=seed)
     model, report = fit_dataset(data, seed=seed, platform_row=platform_row, init=cal, anchor_weight=anchor_weight,
-                                lr=lr, max_epochs=max_epochs, device=device)
+                                device=device, staged=True, prior_ridge=prior_ridge)
     source = lpm.meta.get("platform") or {}
     model.meta["transfer"] = {"source_platform": source.get("key"),
                               "source_training": {k: v for k, v in (lpm.meta.get("training") or {}).items()
                                                   if k != "arch_hashes"},
-                              "k": len(data), "method": "recalibrate + L2-SP fine-tune",
-                              "anchor_weight": anchor_weight, "lr": lr}
+                              "k": len(data), "method": "recalibrate; linear term re-fitted with a prior at the "
+                                                        "source; L2-SP fine-tune",
+                              "anchor_weight": anchor_weight, "prior_ridge": prior_ridge,
+                              "prior_cv": {str(k): v for k, v in (cv or {}).items()}}
     report["transfer"] = model.meta["transfer"]
     return model, report
 
@@ -88,4 +136,4 @@ def transfer_experiment(lpm: LPM, target: Dataset, k: int, *, seed: int = 0,
             "fit_report": report}
 
 
-__all__ = ["fine_tune", "recalibrate", "transfer_experiment", "platform_meta"]
+__all__ = ["choose_prior", "fine_tune", "recalibrate", "transfer_experiment"]
