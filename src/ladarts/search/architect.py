@@ -7,8 +7,10 @@ gradient directly; it depends on α/β alone, so its gradient cannot reach w.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,24 @@ from torch.func import functional_call
 from ladarts.errors import LadartsError
 from ladarts.search.objectives import LatencyObjective
 from ladarts.space.supernet import Supernet
+
+
+@contextlib.contextmanager
+def frozen(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
+    """Stop autograd tracking ``params`` for a forward pass whose gradient is wanted for other tensors only.
+
+    Autograd then keeps no activation that only their gradient would need (in the α step: every depthwise conv's
+    output, kept for the pointwise conv's weight gradient; in the w step: every op output, kept for ∂/∂α of the
+    MixedOp's weighted sum). The gradients that are computed are unchanged; peak memory falls.
+    """
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
 
 
 class NonFiniteLoss(LadartsError):
@@ -55,9 +75,10 @@ class Architect:
         """∇_α of L_val (+ the latency term), without touching any weight gradient."""
         arch = self.model.arch_parameters()
         if self.order == 1:
-            loss = F.cross_entropy(self.model(x_val), y_val)
-            check_finite(loss, "the architecture (validation) loss")
-            grads = list(torch.autograd.grad(loss, arch))
+            with frozen(self.model.weight_parameters()):
+                loss = F.cross_entropy(self.model(x_val), y_val)
+                check_finite(loss, "the architecture (validation) loss")
+                grads = list(torch.autograd.grad(loss, arch))
         else:
             assert x_train is not None and y_train is not None
             loss, grads = self._unrolled_gradients(x_train, y_train, x_val, y_val, eta, w_optimizer)
@@ -115,8 +136,9 @@ class Architect:
             with torch.no_grad():
                 for p, s, d in zip(ws, saved, dw_prime):
                     p.copy_(s + sign * r * d)
-            loss = F.cross_entropy(model(x_train), y_train)
-            grads_pm.append(torch.autograd.grad(loss, arch))
+            with frozen(ws):
+                loss = F.cross_entropy(model(x_train), y_train)
+                grads_pm.append(torch.autograd.grad(loss, arch))
         with torch.no_grad():
             for p, s in zip(ws, saved):
                 p.copy_(s)
@@ -128,7 +150,8 @@ def weight_step(model: Supernet, optimizer: torch.optim.Optimizer, x: torch.Tens
                 grad_clip: float = 5.0) -> tuple[float, int]:
     """One SGD step on w (α fixed): returns (loss, number of correct predictions)."""
     ws = model.weight_parameters()
-    logits = model(x)
+    with frozen(model.arch_parameters()):
+        logits = model(x)
     loss = F.cross_entropy(logits, y)
     check_finite(loss, "the training (weight) loss")
     grads = torch.autograd.grad(loss, ws)

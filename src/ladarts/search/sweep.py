@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ladarts.io import atomic_write_json, atomic_write_text
-from ladarts.search.loop import SearchConfig, load_checkpoint, run_search
+from ladarts.search.loop import SearchConfig, run_search
 from ladarts.search.objectives import Cost
 
 
@@ -106,4 +106,4 @@ def plot_front(front: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["format_front", "load_checkpoint", "plot_front", "run_sweep"]
+__all__ = ["format_front", "plot_front", "run_sweep"]

@@ -44,13 +44,25 @@ class MixedOp(nn.Module):
         self.stride = stride
         self._ops = nn.ModuleList(build_op(p, channels // k, stride, affine=False, search=True) for p in PRIMITIVES)
         self.mp = nn.MaxPool2d(2, 2) if k > 1 else None
+        self._starts_with_relu = [isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) for op in self._ops]
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         out = None
+        relu_x = None
         for i, op in enumerate(self._ops):
             if i == _NONE:
                 continue
-            y = weights[i] * op(x)
+            if self._starts_with_relu[i]:
+                # The four conv primitives open with the same ReLU of the same input: compute (and keep for
+                # backward) one copy instead of four. Identical values and gradients; less memory.
+                if relu_x is None:
+                    relu_x = torch.relu(x)
+                y = relu_x
+                for m in list(op)[1:]:
+                    y = m(y)
+            else:
+                y = op(x)
+            y = weights[i] * y
             out = y if out is None else out + y
         return out
 

@@ -1,0 +1,230 @@
+"""Search-step cost on this CPU: time and peak RSS of one first-order step (α step + w step) of the DARTS and
+PC-DARTS supernets at the reference size (C=16 × 8 cells, 32 px) and one batch size, 1 thread; the latency term's
+overhead, measured alternating steps with and without it; and the extrapolated cost of a full CIFAR-10 search.
+
+Each configuration runs in its own process so that its peak RSS is its own.
+
+    .venv/bin/python benchmarks/bench_search_step.py                  # step time + RSS, DARTS and PC-DARTS
+    .venv/bin/python benchmarks/bench_search_step.py --overhead-pairs 20 [--lpm DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "data" / "search"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    from ladarts.search import Architect, weight_step
+    from ladarts.space.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(args.channels, 10, args.cells, 3, method=args.method)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    arch = Architect(net, order=1)
+    b, s = args.batch_size, args.input_size
+    xw, yw = torch.randn(b, 3, s, s), torch.randint(0, 10, (b,))
+    xa, ya = torch.randn(b, 3, s, s), torch.randint(0, 10, (b,))
+    rss_before = _rss_mb()
+    rows = []
+    for i in range(args.steps):
+        t0 = time.perf_counter()
+        arch.step(xa, ya)
+        t1 = time.perf_counter()
+        weight_step(net, w_opt, xw, yw)
+        t2 = time.perf_counter()
+        rows.append({"alpha_s": t1 - t0, "w_s": t2 - t1, "step_s": t2 - t0})
+    net.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        F.cross_entropy(net(xa), ya)
+    eval_s = time.perf_counter() - t0
+    measured = rows[1:] if len(rows) > 1 else rows  # the first step warms up allocators
+    return {"method": args.method, "channels": args.channels, "cells": args.cells, "batch_size": b,
+            "input_size": s, "threads": args.threads, "steps_measured": len(measured),
+            "step_s_median": statistics.median(r["step_s"] for r in measured),
+            "alpha_s_median": statistics.median(r["alpha_s"] for r in measured),
+            "w_s_median": statistics.median(r["w_s"] for r in measured),
+            "eval_forward_s": eval_s, "steps": rows,
+            "rss_before_mb": rss_before, "peak_rss_mb": _rss_mb()}
+
+
+def overhead_worker(args: argparse.Namespace) -> dict:
+    """Alternate steps without and with the latency term (order swapped every pair) on the same supernet."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from ladarts.search import Architect, LatencyObjective, TableCost, weight_step
+    from ladarts.space.supernet import Supernet
+
+    if args.lpm:
+        from ladarts.search import load_cost
+
+        cost, cost_name = load_cost(args.lpm), f"lpm {args.lpm}"
+    else:
+        cost, cost_name = TableCost.macs_proxy(), "macs-proxy table"
+    torch.manual_seed(0)
+    net = Supernet(args.channels, 10, args.cells, 3, method=args.method)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    plain = Architect(net, order=1)
+    objective = LatencyObjective(cost, lam=0.1, mode=args.soft_mode)
+    with_lat = Architect(net, order=1, objective=objective)
+    with_lat.optimizer = plain.optimizer  # one α optimiser: the two differ only by the latency term
+    b, s = args.batch_size, args.input_size
+    xw, yw = torch.randn(b, 3, s, s), torch.randint(0, 10, (b,))
+    xa, ya = torch.randn(b, 3, s, s), torch.randint(0, 10, (b,))
+
+    def step(a: Architect) -> float:
+        t0 = time.perf_counter()
+        a.step(xa, ya)
+        weight_step(net, w_opt, xw, yw)
+        return time.perf_counter() - t0
+
+    step(plain), step(with_lat)  # warm-up
+    off, on = [], []
+    for i in range(args.overhead_pairs):
+        if i % 2 == 0:
+            off.append(step(plain))
+            on.append(step(with_lat))
+        else:
+            on.append(step(with_lat))
+            off.append(step(plain))
+    term = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        t, _ = objective(*net.arch_tensors())
+        torch.autograd.grad(t, net.arch_parameters(), allow_unused=True)
+        term.append(time.perf_counter() - t0)
+    ratios = [b_ / a_ for a_, b_ in zip(off, on)]
+    return {"method": args.method, "channels": args.channels, "cells": args.cells, "batch_size": b, "input_size": s,
+            "soft_mode": args.soft_mode, "cost": cost_name, "pairs": len(off),
+            "step_without_s_median": statistics.median(off), "step_with_s_median": statistics.median(on),
+            "overhead_median_of_ratios_pct": 100 * (statistics.median(ratios) - 1),
+            "overhead_of_medians_pct": 100 * (statistics.median(on) / statistics.median(off) - 1),
+            "term_fwd_bwd_ms_median": 1e3 * statistics.median(term)}
+
+
+def spawn(extra: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", *extra], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import torch
+
+    return {"cpu": model, "python": platform.python_version(), "torch": torch.__version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--overhead-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--method", default="darts")
+    ap.add_argument("--methods", default="darts,pc-darts")
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--cells", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3, help="steps per configuration (the first is a warm-up)")
+    ap.add_argument("--overhead-pairs", type=int, default=0, help="pairs of steps with/without the latency term")
+    ap.add_argument("--overhead-size", default="8,5,16", help="C,cells,px of the overhead supernet")
+    ap.add_argument("--soft-mode", default="derived")
+    ap.add_argument("--lpm", help="LPM folder for the overhead run (default: a MACs-proxy lookup table)")
+    ap.add_argument("--skip-steps", action="store_true", help="only the overhead measurement")
+    ap.add_argument("--json", default=str(OUT / "bench_search_step.json"))
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(overhead_worker(args) if args.overhead_worker else worker(args)))
+        return
+
+    result: dict = {"machine": machine(), "command": " ".join(sys.argv), "steps": [], "overhead": []}
+    common = ["--channels", str(args.channels), "--cells", str(args.cells), "--batch-size", str(args.batch_size),
+              "--input-size", str(args.input_size), "--threads", str(args.threads), "--steps", str(args.steps)]
+    if not args.skip_steps:
+        for m in args.methods.split(","):
+            r = spawn(["--method", m, *common])
+            result["steps"].append(r)
+            print(f"{m}: step {r['step_s_median']:.2f} s (α {r['alpha_s_median']:.2f} s, w {r['w_s_median']:.2f} s), "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    if args.overhead_pairs:
+        c, l, px = (int(v) for v in args.overhead_size.split(","))
+        for mode in ("derived", "straight-through"):
+            extra = ["--overhead-worker", "--method", "darts", "--channels", str(c), "--cells", str(l),
+                     "--batch-size", str(args.batch_size), "--input-size", str(px), "--threads", str(args.threads),
+                     "--overhead-pairs", str(args.overhead_pairs), "--soft-mode", mode]
+            if args.lpm:
+                extra += ["--lpm", args.lpm]
+            result["overhead"].append(spawn(extra))
+
+    print(f"machine: {result['machine']['cpu']}, torch {result['machine']['torch']}, {result['machine']['date']}")
+    if result["steps"]:
+        print("\n| method | C × cells | batch | px | threads | step (s, median) | α step (s) | w step (s) | peak RSS (MB) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in result["steps"]:
+            print(f"| {r['method']} | {r['channels']} × {r['cells']} | {r['batch_size']} | {r['input_size']} | "
+                  f"{r['threads']} | {r['step_s_median']:.2f} | {r['alpha_s_median']:.2f} | {r['w_s_median']:.2f} | "
+                  f"{r['peak_rss_mb']:.0f} |")
+        print("\nExtrapolation (not a measurement): a full CIFAR-10 search at the reference settings on this CPU,")
+        print("from the median step time above; 25,000 images per half, validation pass counted as forward-only.")
+        print("| method | batch | steps/epoch | epochs | α-frozen epochs | extrapolated hours |")
+        print("|---|---:|---:|---:|---:|---:|")
+        extrap = []
+        for r in result["steps"]:
+            ref_batch = 64 if r["method"] == "darts" else 256
+            scale = ref_batch / r["batch_size"]  # per-sample cost assumed linear in the batch (labelled)
+            steps = math.ceil(25000 / ref_batch)
+            frozen = 0 if r["method"] == "darts" else 15
+            step_s = (r["alpha_s_median"] + r["w_s_median"]) * scale
+            w_only = r["w_s_median"] * scale
+            eval_s = r["eval_forward_s"] * scale
+            total = steps * (50 * eval_s + frozen * w_only + (50 - frozen) * step_s)
+            extrap.append({"method": r["method"], "batch": ref_batch, "steps_per_epoch": steps, "epochs": 50,
+                           "frozen_epochs": frozen, "hours": total / 3600, "assumes_linear_batch_scaling": scale != 1})
+            print(f"| {r['method']} | {ref_batch} | {steps} | 50 | {frozen} | {total / 3600:.0f} |")
+        result["extrapolation"] = extrap
+    if result["overhead"]:
+        print("\nLatency-term overhead, steps alternating without/with it (same supernet, same batches):")
+        print("| supernet | soft form | cost | pairs | without (s) | with (s) | overhead (median of ratios) | term fwd+bwd (ms) |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in result["overhead"]:
+            print(f"| C{r['channels']} × {r['cells']}, {r['input_size']} px, batch {r['batch_size']} | {r['soft_mode']} | "
+                  f"{r['cost']} | {r['pairs']} | {r['step_without_s_median']:.3f} | {r['step_with_s_median']:.3f} | "
+                  f"{r['overhead_median_of_ratios_pct']:+.2f}% | {r['term_fwd_bwd_ms_median']:.2f} |")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
