@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from ladarts.errors import LadartsError, UserInputError
 from ladarts.io import atomic_write, atomic_write_json, atomic_write_text
@@ -24,6 +23,7 @@ from ladarts.search.objectives import DEFAULT_SOFT_MODE, Cost, LatencyObjective,
 from ladarts.space.genotype import Genotype
 from ladarts.space.soft import SOFT_MODES
 from ladarts.space.supernet import METHODS, Supernet
+from ladarts.train.trainer import evaluate
 
 CHECKPOINT_VERSION = 1
 #: Reference defaults per method (DARTS train_search.py; PC-DARTS train_search.py).
@@ -169,18 +169,6 @@ def _batches(n: int, batch_size: int, perm: torch.Tensor) -> list[torch.Tensor]:
     return [b for b in idx if len(b) >= 2]  # a batch of one would break train-mode BN
 
 
-def _evaluate(model: Supernet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    model.eval()
-    loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            logits = model(x[i:i + batch_size])
-            loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-            correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    model.train()
-    return loss / len(y), correct / len(y)
-
-
 def _save_checkpoint(path: Path, epoch: int, model: Supernet, w_opt: torch.optim.Optimizer,
                      architect: Architect, config: SearchConfig) -> None:
     state = {
@@ -318,7 +306,7 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
         finally:
             if bar is not None:
                 bar.close()
-        val_loss, val_acc = _evaluate(model, xa, ya, cfg.batch_size)
+        val_loss, val_acc = evaluate(model, xa, ya, cfg.batch_size)
         if not math.isfinite(val_loss):
             raise NonFiniteLoss(f"search stopped after epoch {epoch + 1}: the validation loss is {val_loss}; "
                                 f"the last good checkpoint is {ckpt_path}")

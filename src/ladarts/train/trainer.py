@@ -45,15 +45,19 @@ def build_model(cfg: TrainConfig, in_channels: int, num_classes: int) -> Network
     return build_network(Genotype.from_dict(cfg.genotype), net_cfg)
 
 
-def evaluate(model: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in eval mode."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a classifier in eval mode (its train/eval mode is restored after)."""
+    was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(y), batch_size):
-            logits = model(x[i:i + batch_size])
-            loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-            correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+    try:
+        with torch.no_grad():
+            for i in range(0, len(y), batch_size):
+                logits = model(x[i:i + batch_size])
+                loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
+                correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+    finally:
+        model.train(was_training)
     return loss / len(y), correct / len(y)
 
 
