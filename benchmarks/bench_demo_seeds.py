@@ -9,12 +9,10 @@ Prints per-seed rows and the mean ± std of test accuracy and measured latency f
 from __future__ import annotations
 
 import argparse
-import json
 import platform as _pf
 import statistics
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from ladarts.demo import DemoConfig, run_demo
 from ladarts.io import atomic_write_json

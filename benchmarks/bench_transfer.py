@@ -78,8 +78,8 @@ def main() -> None:
             print(f"  K={k:3d} seed {seed}: " + "  ".join(f"{n} {m[n]['mape_pct']:.2f}%/{m[n]['kendall_tau_b']:.3f}"
                                                        for n in MODELS), flush=True)
     summary = {}
-    print(f"\nmean ± std over seeds, on the target run's architectures outside the K "
-          f"(MAPE % | Kendall τ-b | within ±10%):")
+    print("\nmean ± std over seeds, on the target run's architectures outside the K "
+          "(MAPE % | Kendall τ-b | within ±10%):")
     print("| K | " + " | ".join(MODELS) + " |")
     print("|---|" + "---|" * len(MODELS))
     for k in sorted({r["k"] for r in rows}):

@@ -19,7 +19,7 @@ from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, ag
 from ladarts.hardware.noise import concordant_share
 from ladarts.hardware.runtimes import load
 from ladarts.hardware.timer import summarize, time_interleaved
-from ladarts.space import ZOO, network_config, sample_genotypes
+from ladarts.space import ZOO, network_config
 
 TINY = dict(channels=4, cells=3, input_size=8)
 TINY_NET = ["--channels", "4", "--cells", "3", "--input-size", "8", "--no-progress"]

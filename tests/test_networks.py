@@ -32,19 +32,20 @@ def _ref_count(genotype, preset: str, c: int, layers: int, classes: int) -> int:
     total = 0
     if preset == "cifar":
         total += 3 * 3 * c * 9 + 2 * 3 * c
-        cpp, cp, cc, red_prev = 3 * c, 3 * c, c, False
+        cpp, cp, cc = 3 * c, 3 * c, c
     else:
         h = c // 2
         total += 3 * h * 9 + 2 * h + h * c * 9 + 2 * c + c * c * 9 + 2 * c
-        cpp, cp, cc, red_prev = c, c, c, True
+        cpp, cp, cc = c, c, c
     for i in range(layers):
         red = i in (layers // 3, 2 * layers // 3)
         if red:
             cc *= 2
-        total += cpp * cc + 2 * cc + cp * cc + 2 * cc  # preprocess0 (ReLUConvBN or FactorizedReduce), preprocess1
+        # preprocess0 (a 1×1 ReLUConvBN, or FactorizedReduce after a reduction: the same count) and preprocess1
+        total += cpp * cc + 2 * cc + cp * cc + 2 * cc
         pairs, concat = genotype.cell(red)
         total += sum(_ref_op_params(op, cc, 2 if red and idx < 2 else 1) for op, idx in pairs)
-        cpp, cp, red_prev = cp, len(concat) * cc, red
+        cpp, cp = cp, len(concat) * cc
     return total + cp * classes + classes
 
 

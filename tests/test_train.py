@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error
-from ladarts.space import ZOO, build_network, encode, is_encodable, network_config
+from ladarts.space import ZOO, build_network, is_encodable, network_config
 from ladarts.train import TrainConfig, export_and_check, load_trained, perturb_, run_train
 
 V2 = ZOO["DARTS_V2"]

@@ -64,32 +64,12 @@ def op_positions(network: NetworkConfig) -> list[OpPosition]:
 
 
 def _op_forward(pos: OpPosition, platform: Platform, seed: int = 0) -> tuple[Callable[[], object], Callable[[], None]]:
-    from ladarts.hardware.runtimes import _DTYPES, export_onnx
+    from ladarts.hardware.runtimes import prepare
 
     torch.manual_seed(seed)
-    module = build_op(pos.op, pos.shape[0], pos.stride).eval()
-    x = torch.randn(platform.batch_size, *pos.shape)
-    if platform.runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = platform.threads
-        opts.inter_op_num_threads = platform.threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        session = ort.InferenceSession(export_onnx(module, x), opts, providers=["CPUExecutionProvider"])
-        feed = {"input": x.numpy()}
-        return (lambda: session.run(None, feed)), (lambda: None)
-    device = torch.device(platform.device)
-    module = module.to(device=device, dtype=_DTYPES[platform.dtype])
-    x = x.to(device=device, dtype=_DTYPES[platform.dtype])
-    sync = (lambda: torch.cuda.synchronize(device)) if platform.is_cuda else (lambda: None)
-
-    def forward() -> object:
-        with torch.inference_mode():
-            return module(x)
-
-    return forward, sync
+    loaded = prepare(build_op(pos.op, pos.shape[0], pos.stride), torch.randn(platform.batch_size, *pos.shape),
+                     platform)
+    return loaded.forward, loaded.sync
 
 
 def time_op_table(platform: Platform, store: Any | None = None, repeats: int = 50, warmup: int = 5,

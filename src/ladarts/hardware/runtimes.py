@@ -60,18 +60,15 @@ def example_input(platform: Platform) -> torch.Tensor:
     return torch.randn(platform.batch_size, n.in_channels, n.input_size, n.input_size, generator=gen)
 
 
-def load(genotype: Genotype, platform: Platform, seed: int = 0) -> Loaded:
-    """Build ``genotype`` on ``platform``'s network with seeded random weights, ready to time."""
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    model = build_network(genotype, platform.network).eval()
-    x = example_input(platform)
-    build_s = time.perf_counter() - t0
+def prepare(module: torch.nn.Module, x: torch.Tensor, platform: Platform) -> Loaded:
+    """A zero-argument forward of ``module`` on ``x`` in ``platform``'s runtime (export and session creation
+    included here, outside any timed region; their cost is ``export_s``). Used for networks and single ops."""
+    module = module.eval()
     if platform.runtime == "onnxruntime":
         import onnxruntime as ort
 
         t1 = time.perf_counter()
-        blob = export_onnx(model, x)
+        blob = export_onnx(module, x)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = platform.threads
         opts.inter_op_num_threads = platform.threads
@@ -79,16 +76,25 @@ def load(genotype: Genotype, platform: Platform, seed: int = 0) -> Loaded:
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
         feed = {"input": x.numpy()}
-        export_s = time.perf_counter() - t1
-        return Loaded(lambda: session.run(None, feed), lambda: None, build_s, export_s)
+        return Loaded(lambda: session.run(None, feed), lambda: None, 0.0, time.perf_counter() - t1)
 
     device = torch.device(platform.device)
-    model = model.to(device=device, dtype=_DTYPES[platform.dtype])
+    module = module.to(device=device, dtype=_DTYPES[platform.dtype])
     x = x.to(device=device, dtype=_DTYPES[platform.dtype])
     sync = (lambda: torch.cuda.synchronize(device)) if platform.is_cuda else (lambda: None)
 
     def forward() -> object:
         with torch.inference_mode():
-            return model(x)
+            return module(x)
 
-    return Loaded(forward, sync, time.perf_counter() - t0)
+    return Loaded(forward, sync, 0.0)
+
+
+def load(genotype: Genotype, platform: Platform, seed: int = 0) -> Loaded:
+    """Build ``genotype`` on ``platform``'s network with seeded random weights, ready to time."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    model = build_network(genotype, platform.network)
+    loaded = prepare(model, example_input(platform), platform)
+    loaded.build_s = time.perf_counter() - t0 - loaded.export_s
+    return loaded
