@@ -123,3 +123,51 @@ def test_pc_darts_supernet_forward_and_betas():
     assert all(gi.abs().sum() > 0 for gi in g)
     with pytest.raises(ValueError, match="divide"):
         MixedOp(6, 1, k=4)
+
+
+@pytest.mark.parametrize("k,padding,dilation,stride", [(3, 1, 1, 1), (5, 2, 1, 1), (3, 2, 2, 1), (5, 4, 2, 1),
+                                                         (3, 1, 1, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, which the ONNX export still uses
+def test_depthwise_conv_gradients_equal_the_plain_conv(k, padding, dilation, stride, channels_last):
+    import torch.nn.functional as F
+
+    from ladarts.space.primitives import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(6, k, stride, padding, dilation).double()
+    assert list(conv.state_dict()) == ["weight"] and conv.weight.shape == (6, 1, k, k)
+    x = torch.randn(2, 6, 11, 11, dtype=torch.double)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = conv(x)
+    assert (type(y.grad_fn).__name__ == "_SameDepthwiseBackward") == (stride == 1)
+    g = torch.randn_like(y)
+    expect = F.conv2d(x, conv.weight, None, stride, padding, dilation, 6)
+    torch.testing.assert_close(y, expect)
+    for got, want in zip(torch.autograd.grad(y, (x, conv.weight), g),
+                         torch.autograd.grad(expect, (x, conv.weight), g)):
+        torch.testing.assert_close(got, want)
+    want_x = torch.autograd.grad(F.conv2d(x, conv.weight, None, stride, padding, dilation, 6), x, g)[0]
+    conv.weight.requires_grad_(False)  # the α step: input gradient only
+    (gx,) = torch.autograd.grad(conv(x), x, g)
+    torch.testing.assert_close(gx, want_x)
+    with torch.no_grad():  # inference and export take the plain conv
+        assert conv(x).grad_fn is None
+    traced = torch.jit.trace(conv, x.detach())
+    assert "_SameDepthwise" not in str(traced.graph)
+
+
+def test_channels_last_supernet_matches_the_default_layout():
+    torch.manual_seed(0)
+    a = Supernet(8, 10, 5, 3, channels_last=True)
+    b = Supernet(8, 10, 5, 3, channels_last=False)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    grads = []
+    for net in (a, b):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        grads.append(torch.autograd.grad(loss, [*net.arch_parameters(), *net.weight_parameters()]))
+    for ga, gb in zip(*grads):
+        torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-4)

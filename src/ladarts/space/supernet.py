@@ -114,10 +114,15 @@ class Supernet(nn.Module):
     α (``alphas_normal``, ``alphas_reduce``: 14×8) and β (``betas_normal``, ``betas_reduce``: 14, PC-DARTS only)
     are parameters of this module, initialised as the reference does (1e-3·N(0,1)) after the weights;
     :meth:`weight_parameters` and :meth:`arch_parameters` give the two sets for the two optimisers.
+
+    ``channels_last`` (default) keeps activations in NHWC, where oneDNN's depthwise and pooling kernels are several
+    times faster on the CPU (a first-order step at C=16 × 8, batch 64: 57 s → 15 s with the depthwise backward of
+    :class:`~ladarts.space.primitives.DepthwiseConv2d`); values and gradients are those of the NCHW network.
     """
 
     def __init__(self, channels: int = 16, num_classes: int = 10, cells: int = 8, in_channels: int = 3,
-                 method: str = "darts", partial_channels: int = 4, stem_multiplier: int = 3):
+                 method: str = "darts", partial_channels: int = 4, stem_multiplier: int = 3,
+                 channels_last: bool = True):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -149,6 +154,9 @@ class Supernet(nn.Module):
             self.betas_reduce: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(N_EDGES))
         else:
             self.betas_normal = self.betas_reduce = None
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     ARCH_NAMES = ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce")
 
@@ -171,6 +179,8 @@ class Supernet(nn.Module):
         w_reduce = torch.softmax(self.alphas_reduce, dim=-1)
         e_normal = edge_weights(self.betas_normal) if self.betas_normal is not None else None
         e_reduce = edge_weights(self.betas_reduce) if self.betas_reduce is not None else None
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             if cell.reduction:
