@@ -6,6 +6,11 @@ Each configuration runs in its own process so that its peak RSS is its own.
 
     .venv/bin/python benchmarks/bench_search_step.py                  # step time + RSS, DARTS and PC-DARTS
     .venv/bin/python benchmarks/bench_search_step.py --overhead-pairs 20 [--lpm DIR]
+    .venv/bin/python benchmarks/bench_search_step.py --methods darts --peer-python /tmp/nni-venv/bin/python
+
+``--peer-python`` runs NNI 3.0's DARTS step (``benchmarks/peers/nni_darts_step.py``, in the venv that
+``benchmarks/peers/setup_nni.sh`` builds) on the same configuration, alternating processes with ours so that both see
+the same machine drift; ``--layouts channels_last,nchw`` also times our supernet in the NCHW layout.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def worker(args: argparse.Namespace) -> dict:
     from ladarts.space.supernet import Supernet
 
     torch.manual_seed(0)
-    net = Supernet(args.channels, 10, args.cells, 3, method=args.method)
+    net = Supernet(args.channels, 10, args.cells, 3, method=args.method, channels_last=args.layout == "channels_last")
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     arch = Architect(net, order=1)
     b, s = args.batch_size, args.input_size
@@ -60,8 +65,8 @@ def worker(args: argparse.Namespace) -> dict:
         F.cross_entropy(net(xa), ya)
     eval_s = time.perf_counter() - t0
     measured = rows[1:] if len(rows) > 1 else rows  # the first step warms up allocators
-    return {"method": args.method, "channels": args.channels, "cells": args.cells, "batch_size": b,
-            "input_size": s, "threads": args.threads, "steps_measured": len(measured),
+    return {"method": args.method, "layout": args.layout, "channels": args.channels, "cells": args.cells,
+            "batch_size": b, "input_size": s, "threads": args.threads, "steps_measured": len(measured),
             "step_s_median": statistics.median(r["step_s"] for r in measured),
             "alpha_s_median": statistics.median(r["alpha_s"] for r in measured),
             "w_s_median": statistics.median(r["w_s"] for r in measured),
@@ -124,11 +129,42 @@ def overhead_worker(args: argparse.Namespace) -> dict:
             "term_fwd_bwd_ms_median": 1e3 * statistics.median(term)}
 
 
-def spawn(extra: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", *extra], capture_output=True, text=True)
+def spawn(extra: list[str], python: str = sys.executable, script: str = __file__) -> dict:
+    args = [python, script, *extra] if script != __file__ else [python, script, "--worker", *extra]
+    proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_peer(args: argparse.Namespace, common: list[str]) -> list[dict]:
+    """Alternate one process of ours and one of NNI's per round (order swapped every round): same config, same drift."""
+    peer_script = str(HERE / "peers" / "nni_darts_step.py")
+    rounds = []
+    for i in range(args.peer_rounds):
+        order = ("ladarts", "nni") if i % 2 == 0 else ("nni", "ladarts")
+        row = {}
+        for who in order:
+            if who == "ladarts":
+                row[who] = spawn(["--method", "darts", *common])
+            else:
+                row[who] = spawn(common, python=args.peer_python, script=peer_script)
+            print(f"round {i + 1} {who}: step {row[who]['step_s_median']:.2f} s, peak RSS "
+                  f"{row[who]['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        rounds.append(row)
+    return rounds
+
+
+def print_peer(rounds: list[dict]) -> None:
+    print("\nAgainst NNI 3.0's DARTS (first order), same config, processes alternating:")
+    print("| round | ladarts step (s) | NNI step (s) | time ratio | ladarts peak RSS (MB) | NNI peak RSS (MB) | "
+          "memory ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for i, r in enumerate(rounds, 1):
+        a, b = r["ladarts"], r["nni"]
+        print(f"| {i} | {a['step_s_median']:.2f} | {b['step_s_median']:.2f} | "
+              f"{a['step_s_median'] / b['step_s_median']:.2f} | {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} | "
+              f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f} |")
 
 
 def machine() -> dict:
@@ -151,6 +187,10 @@ def main() -> None:
     ap.add_argument("--overhead-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="darts")
     ap.add_argument("--methods", default="darts,pc-darts")
+    ap.add_argument("--layout", default="channels_last", help=argparse.SUPPRESS)
+    ap.add_argument("--layouts", default="channels_last", help="supernet layouts to time: channels_last,nchw")
+    ap.add_argument("--peer-python", help="python of the NNI 3.0 venv: also time NNI's DARTS step (DARTS only)")
+    ap.add_argument("--peer-rounds", type=int, default=2, help="alternating ladarts/NNI process pairs")
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--cells", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -168,15 +208,18 @@ def main() -> None:
         print(json.dumps(overhead_worker(args) if args.overhead_worker else worker(args)))
         return
 
-    result: dict = {"machine": machine(), "command": " ".join(sys.argv), "steps": [], "overhead": []}
+    result: dict = {"machine": machine(), "command": " ".join(sys.argv), "steps": [], "overhead": [], "peer": []}
     common = ["--channels", str(args.channels), "--cells", str(args.cells), "--batch-size", str(args.batch_size),
               "--input-size", str(args.input_size), "--threads", str(args.threads), "--steps", str(args.steps)]
-    if not args.skip_steps:
+    if not args.skip_steps and not args.peer_python:
         for m in args.methods.split(","):
-            r = spawn(["--method", m, *common])
-            result["steps"].append(r)
-            print(f"{m}: step {r['step_s_median']:.2f} s (α {r['alpha_s_median']:.2f} s, w {r['w_s_median']:.2f} s), "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            for layout in args.layouts.split(","):
+                r = spawn(["--method", m, "--layout", layout, *common])
+                result["steps"].append(r)
+                print(f"{m} {layout}: step {r['step_s_median']:.2f} s (α {r['alpha_s_median']:.2f} s, "
+                      f"w {r['w_s_median']:.2f} s), peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    if args.peer_python:
+        result["peer"] = run_peer(args, common)
     if args.overhead_pairs:
         c, l, px = (int(v) for v in args.overhead_size.split(","))
         for mode in ("derived", "straight-through"):
@@ -213,6 +256,8 @@ def main() -> None:
                            "frozen_epochs": frozen, "hours": total / 3600, "assumes_linear_batch_scaling": scale != 1})
             print(f"| {r['method']} | {ref_batch} | {steps} | 50 | {frozen} | {total / 3600:.0f} |")
         result["extrapolation"] = extrap
+    if result["peer"]:
+        print_peer(result["peer"])
     if result["overhead"]:
         print("\nLatency-term overhead, steps alternating without/with it (same supernet, same batches):")
         print("| supernet | soft form | cost | pairs | without (s) | with (s) | overhead (median of ratios) | term fwd+bwd (ms) |")

@@ -288,13 +288,15 @@ def test_sweep_writes_the_front(tmp_path):
     assert again["runs"] == front["runs"]
 
 
-def test_cli_search_with_an_lpm_folder(tmp_path, run_cli):
+@pytest.mark.parametrize("method,order", [("darts", "1"), ("pc-darts", "2")])
+def test_cli_search_with_an_lpm_folder(tmp_path, run_cli, method, order):
     predict = pytest.importorskip("ladarts.predict")
     torch.manual_seed(0)
     lpm = predict.LPM(predict.LPMConfig(depth=1, width=8),
                       meta={"mean_latency_ms": 50.0, "platform": {"key": "test-platform"}})
     lpm.save(tmp_path / "lpm")
-    proc = run_cli("search", "--dataset", "synthetic", "--epochs", "1", "--channels", "4", "--cells", "3",
+    proc = run_cli("search", "--method", method, "--order", order, "--dataset", "synthetic", "--epochs", "1",
+                   "--channels", "4", "--cells", "3",
                    "--batch-size", "96", "--threads", "1", "--lpm", str(tmp_path / "lpm"), "--lambda", "0.5",
                    "--out", str(tmp_path / "run"), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -303,6 +305,9 @@ def test_cli_search_with_an_lpm_folder(tmp_path, run_cli):
     conf = json.loads((tmp_path / "run" / "config.json").read_text())
     assert conf["cost_info"]["kind"] == "lpm" and conf["cost_info"]["path"] == str(tmp_path / "lpm")
     assert conf["cost_info"]["mean_latency_ms"] == 50.0 and conf["lam"] == 0.5
+    assert conf["method"] == method and conf["order"] == int(order)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["arch_updated"] and math.isfinite(log[0]["arch_loss"])
     loaded = predict.LPM.load(tmp_path / "lpm")
     g = Genotype.from_json((tmp_path / "run" / "genotype.json").read_text())
     assert math.isclose(summary["lat_derived_ms"], float(loaded(encode(g)).detach()), rel_tol=1e-5)
