@@ -50,6 +50,45 @@ def measure(genotypes: dict[str, dict], pairs: int) -> dict[str, float]:
     return {k: r * ref_ms for k, r in ratios.items()} | {"__ref_ms__": ref_ms}
 
 
+PARAM_FREE = {"max_pool_3x3", "avg_pool_3x3", "skip_connect"}
+
+
+def print_table(rows: list[dict], modes: list[str], lambdas: list[float], measured: bool) -> list[dict]:
+    """The Markdown table of the sweep (also rebuilt from a saved JSON with ``--from-json``)."""
+    print("\n| soft form | λ | seeds | supernet val acc | predicted latency (ms) | measured latency (ms) | "
+          "param-free ops in the normal cell (of 8) | runs faster than λ=0, same seed (predicted / measured) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base_by_seed = {r["seed"]: r for r in rows if r["mode"] == "λ=0"}
+    summary = []
+    for mode in ["λ=0", *modes]:
+        for lam in ([0.0] if mode == "λ=0" else lambdas):
+            rs = [r for r in rows if r["mode"] == mode and r["lambda"] == lam]
+
+            def ms(values: list[float], digits: int = 2) -> str:
+                if not values:
+                    return "n/a"
+                sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+            free = [sum(op in PARAM_FREE for op, _ in r["genotype"]["normal"]) for r in rs]
+            faster_p = sum(r["lat_derived_ms"] < base_by_seed[r["seed"]]["lat_derived_ms"] for r in rs)
+            faster_m = (sum(r["measured_ms"] < base_by_seed[r["seed"]]["measured_ms"] for r in rs)
+                        if measured else None)
+            s = {"mode": mode, "lambda": lam, "n": len(rs),
+                 "val_acc_mean": statistics.fmean(r["val_acc"] for r in rs),
+                 "pred_ms_mean": statistics.fmean(r["lat_derived_ms"] for r in rs),
+                 "measured_ms_mean": statistics.fmean(r["measured_ms"] for r in rs) if measured else None,
+                 "param_free_normal_mean": statistics.fmean(free),
+                 "faster_pred": faster_p, "faster_measured": faster_m}
+            summary.append(s)
+            fm = "—" if mode == "λ=0" else f"{faster_p}/{len(rs)} / {faster_m if measured else 'n/a'}/{len(rs)}"
+            print(f"| {mode} | {lam:g} | {len(rs)} | {ms([r['val_acc'] for r in rs], 3)} | "
+                  f"{ms([r['lat_derived_ms'] for r in rs])} | "
+                  f"{ms([r['measured_ms'] for r in rs if r.get('measured_ms') is not None])} | "
+                  f"{ms(free, 1)} | {fm} |")
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lpm", help="LPM folder (required unless --proxy)")
@@ -67,7 +106,14 @@ def main() -> None:
     ap.add_argument("--measure-pairs", type=int, default=20, help="0: skip measuring the derived genotypes")
     ap.add_argument("--out", default="/tmp/ladarts-bench-sweep")
     ap.add_argument("--json", default=str(HERE / "data" / "search" / "bench_search_sweep.json"))
+    ap.add_argument("--from-json", help="only print the table of a saved result")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        a = saved["args"]
+        print_table(saved["runs"], a["modes"].split(","), [float(v) for v in a["lambdas"].split(",")],
+                    bool(saved["measured"]))
+        return
 
     import torch
 
@@ -109,33 +155,7 @@ def main() -> None:
     print(f"machine: {machine()['cpu']}; searches took {search_s / 60:.1f} min; cost {cost_name}")
     print(f"supernet {args.method} C{args.channels} × {args.cells} cells, digits {args.input_size} px, subset "
           f"{args.subset}, batch {args.batch_size}, {args.epochs} epochs, seeds {seeds}")
-    print("\n| soft form | λ | seeds | supernet val acc | predicted latency (ms) | measured latency (ms) | "
-          "runs faster than λ=0, same seed (predicted / measured) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    base_by_seed = {r["seed"]: r for r in rows if r["mode"] == "λ=0"}
-    summary = []
-    for mode in ["λ=0", *modes]:
-        for lam in ([0.0] if mode == "λ=0" else lambdas):
-            rs = [r for r in rows if r["mode"] == mode and r["lambda"] == lam]
-
-            def ms(key: str) -> str:
-                v = [r[key] for r in rs if r.get(key) is not None]
-                if not v:
-                    return "n/a"
-                return f"{statistics.fmean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0:.2f}"
-
-            faster_p = sum(r["lat_derived_ms"] < base_by_seed[r["seed"]]["lat_derived_ms"] for r in rs)
-            faster_m = (sum(r["measured_ms"] < base_by_seed[r["seed"]]["measured_ms"] for r in rs)
-                        if measured else None)
-            acc = statistics.fmean(r["val_acc"] for r in rs)
-            s = {"mode": mode, "lambda": lam, "n": len(rs), "val_acc_mean": acc,
-                 "pred_ms_mean": statistics.fmean(r["lat_derived_ms"] for r in rs),
-                 "measured_ms_mean": statistics.fmean(r["measured_ms"] for r in rs) if measured else None,
-                 "faster_pred": faster_p, "faster_measured": faster_m}
-            summary.append(s)
-            fm = "—" if mode == "λ=0" else f"{faster_p}/{len(rs)} / {faster_m if measured else 'n/a'}/{len(rs)}"
-            print(f"| {mode} | {lam:g} | {len(rs)} | {ms('val_acc')} | {ms('lat_derived_ms')} | {ms('measured_ms')} "
-                  f"| {fm} |")
+    summary = print_table(rows, modes, lambdas, bool(measured))
     result = {"machine": machine(), "command": " ".join(sys.argv), "cost": cost_name, "search_s": search_s,
               "args": vars(args), "measured": measured, "summary": summary, "runs": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
