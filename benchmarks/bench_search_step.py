@@ -232,16 +232,18 @@ def main() -> None:
 
     print(f"machine: {result['machine']['cpu']}, torch {result['machine']['torch']}, {result['machine']['date']}")
     if result["steps"]:
-        print("\n| method | C × cells | batch | px | threads | step (s, median) | α step (s) | w step (s) | peak RSS (MB) |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n| method | layout | C × cells | batch | px | threads | step (s, median) | α step (s) | w step (s) | "
+              "peak RSS (MB) |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in result["steps"]:
-            print(f"| {r['method']} | {r['channels']} × {r['cells']} | {r['batch_size']} | {r['input_size']} | "
+            print(f"| {r['method']} | {r['layout']} | {r['channels']} × {r['cells']} | {r['batch_size']} | "
+                  f"{r['input_size']} | "
                   f"{r['threads']} | {r['step_s_median']:.2f} | {r['alpha_s_median']:.2f} | {r['w_s_median']:.2f} | "
                   f"{r['peak_rss_mb']:.0f} |")
         print("\nExtrapolation (not a measurement): a full CIFAR-10 search at the reference settings on this CPU,")
         print("from the median step time above; 25,000 images per half, validation pass counted as forward-only.")
-        print("| method | batch | steps/epoch | epochs | α-frozen epochs | extrapolated hours |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| method | layout | batch | steps/epoch | epochs | α-frozen epochs | extrapolated hours |")
+        print("|---|---|---:|---:|---:|---:|---:|")
         extrap = []
         for r in result["steps"]:
             ref_batch = 64 if r["method"] == "darts" else 256
@@ -252,9 +254,10 @@ def main() -> None:
             w_only = r["w_s_median"] * scale
             eval_s = r["eval_forward_s"] * scale
             total = steps * (50 * eval_s + frozen * w_only + (50 - frozen) * step_s)
-            extrap.append({"method": r["method"], "batch": ref_batch, "steps_per_epoch": steps, "epochs": 50,
+            extrap.append({"method": r["method"], "layout": r["layout"], "batch": ref_batch,
+                           "steps_per_epoch": steps, "epochs": 50,
                            "frozen_epochs": frozen, "hours": total / 3600, "assumes_linear_batch_scaling": scale != 1})
-            print(f"| {r['method']} | {ref_batch} | {steps} | 50 | {frozen} | {total / 3600:.0f} |")
+            print(f"| {r['method']} | {r['layout']} | {ref_batch} | {steps} | 50 | {frozen} | {total / 3600:.0f} |")
         result["extrapolation"] = extrap
     if result["peer"]:
         print_peer(result["peer"])
