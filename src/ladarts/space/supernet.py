@@ -116,8 +116,8 @@ class Supernet(nn.Module):
     :meth:`weight_parameters` and :meth:`arch_parameters` give the two sets for the two optimisers.
 
     ``channels_last`` (default) keeps activations in NHWC, where oneDNN's depthwise and pooling kernels are several
-    times faster on the CPU (a first-order step at C=16 × 8, batch 64: 57 s → 15 s with the depthwise backward of
-    :class:`~ladarts.space.primitives.DepthwiseConv2d`); values and gradients are those of the NCHW network.
+    times faster on the CPU (a first-order step at C=16 × 8, batch 64, 1 thread: 18.5 s against 29.4 s in NCHW; see
+    benchmarks/RESULTS.md); values and gradients are those of the NCHW network.
     """
 
     def __init__(self, channels: int = 16, num_classes: int = 10, cells: int = 8, in_channels: int = 3,
