@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from ladarts.hardware.platform import cpu_model
 from ladarts.io import atomic_write_json
 from ladarts.predict import LPMConfig, fit_lpm, synthetic_records
 from ladarts.predict.fit import dataset_from_records
@@ -29,8 +29,7 @@ from ladarts.predict.synthetic import additive_latency, additive_table
 def _machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
+    return cpu_model()
 
 
 def main() -> None:

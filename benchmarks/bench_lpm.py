@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import platform as _pf
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from ladarts.hardware import LatencyStore, Platform, agreement
+from ladarts.hardware.platform import cpu_model
 from ladarts.io import atomic_write_json
 from ladarts.predict import LPMConfig, dataset_from_records, fit_dataset, format_table, soft_behaviour, split_indices
 from ladarts.predict.compare import compare_models, network_of
@@ -34,14 +33,6 @@ from ladarts.predict.lpm import json_safe
 from ladarts.predict.metrics import regression_metrics
 
 SHORT = ("mape_pct", "kendall_tau_b", "within_10_pct")
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except (OSError, StopIteration):
-        return _pf.processor()
 
 
 def sweep(train, seed: int, device: str) -> tuple[dict, list[dict]]:
@@ -145,7 +136,7 @@ def main() -> None:
     result: dict = {"platform": key, "db": args.db, "train_run": args.train_run, "test_run": args.test_run,
                     "rerun": args.rerun, "n_train_available": len(train), "n_test": len(test),
                     "noise_floor": floor, "noise_floor_symmetric": floor_sym, "n_op_timings": len(op_rows),
-                    "machine": _cpu(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "machine": cpu_model(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "threads": 1}
 
     config = LPMConfig()

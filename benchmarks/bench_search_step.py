@@ -168,16 +168,11 @@ def print_peer(rounds: list[dict]) -> None:
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     import torch
 
-    return {"cpu": model, "python": platform.python_version(), "torch": torch.__version__,
+    from ladarts.hardware.platform import cpu_model
+
+    return {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,17 +20,13 @@ import numpy as np
 import torch
 
 from ladarts.hardware import LatencyStore
+from ladarts.hardware.platform import cpu_model
 from ladarts.io import atomic_write_json
 from ladarts.predict import dataset_from_records, fit_dataset, transfer_experiment
 from ladarts.predict.lpm import json_safe
 from ladarts.predict.metrics import regression_metrics
 
 MODELS = ("source_as_is", "recalibrated", "finetuned", "scratch")
-
-
-def _cpu() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
 
 
 def main() -> None:
@@ -100,7 +95,7 @@ def main() -> None:
                                                              for k, w in wins.items()) + " seeds")
     out = {"source": src_key, "source_run": args.source_run, "n_source": len(source), "shared_archs": shared,
            "target": tgt_key, "target_run": args.target_run, "n_target": len(target), "target_noise_floor": floor,
-           "source_fit": rep, "runs": rows, "summary": summary, "finetuned_wins": wins, "machine": _cpu(),
+           "source_fit": rep, "runs": rows, "summary": summary, "finetuned_wins": wins, "machine": cpu_model(),
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1)}
     atomic_write_json(args.out, json_safe(out))
