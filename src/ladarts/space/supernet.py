@@ -44,7 +44,10 @@ class MixedOp(nn.Module):
         self.stride = stride
         self._ops = nn.ModuleList(build_op(p, channels // k, stride, affine=False, search=True) for p in PRIMITIVES)
         self.mp = nn.MaxPool2d(2, 2) if k > 1 else None
-        self._starts_with_relu = [isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) for op in self._ops]
+        # The four conv primitives open with the same ReLU of the same input: the mix computes (and keeps for
+        # backward) one copy instead of four, then runs the rest of each op. Identical values and gradients.
+        self._after_relu = [list(op)[1:] if isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) else None
+                            for op in self._ops]
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         out = None
@@ -52,13 +55,12 @@ class MixedOp(nn.Module):
         for i, op in enumerate(self._ops):
             if i == _NONE:
                 continue
-            if self._starts_with_relu[i]:
-                # The four conv primitives open with the same ReLU of the same input: compute (and keep for
-                # backward) one copy instead of four. Identical values and gradients; less memory.
+            tail = self._after_relu[i]
+            if tail is not None:
                 if relu_x is None:
                     relu_x = torch.relu(x)
                 y = relu_x
-                for m in list(op)[1:]:
+                for m in tail:
                     y = m(y)
             else:
                 y = op(x)
