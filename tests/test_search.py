@@ -296,7 +296,7 @@ def test_cli_search_with_an_lpm_folder(tmp_path, run_cli, method, order):
                       meta={"mean_latency_ms": 50.0, "platform": {"key": "test-platform"}})
     lpm.save(tmp_path / "lpm")
     proc = run_cli("search", "--method", method, "--order", order, "--dataset", "synthetic", "--epochs", "1",
-                   "--channels", "4", "--cells", "3",
+                   "--channels", "4", "--cells", "3", "--no-progress",
                    "--batch-size", "96", "--threads", "1", "--lpm", str(tmp_path / "lpm"), "--lambda", "0.5",
                    "--out", str(tmp_path / "run"), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -16,7 +16,8 @@ def _config(args: argparse.Namespace, out: str, lam: float):
         out=out, method=args.method, order=args.order, dataset=args.dataset, data_dir=args.data_dir,
         subset=args.subset, input_size=args.input_size, epochs=args.epochs, seed=args.seed, channels=args.channels,
         cells=args.cells, batch_size=args.batch_size, lpm=args.lpm, lam=lam, target_ms=args.target_ms,
-        soft_mode=args.soft_mode or DEFAULT_SOFT_MODE, resume=args.resume, progress=not args.json and sys.stderr.isatty(),
+        soft_mode=args.soft_mode or DEFAULT_SOFT_MODE, resume=args.resume,
+        progress=not (args.json or args.no_progress) and sys.stderr.isatty(),
         threads=args.threads,
     )
 
@@ -96,6 +97,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (as fit and train)")
 
 
 def register(add) -> None:
