@@ -10,26 +10,17 @@ result on 5K other synthetic architectures, where the noise-free latency is know
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from ladarts.hardware.platform import cpu_model
-from ladarts.io import atomic_write_json
+from ladarts.io import atomic_write_json, json_safe
 from ladarts.predict import LPMConfig, fit_lpm, synthetic_records
 from ladarts.predict.fit import dataset_from_records
-from ladarts.predict.lpm import json_safe
 from ladarts.predict.metrics import format_table, regression_metrics
 from ladarts.predict.synthetic import additive_latency, additive_table
 
-
-def _machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_model()
+from common import machine, stamp
 
 
 def main() -> None:
@@ -60,10 +51,9 @@ def main() -> None:
           f"on {args.device} ({args.threads} thread(s)): {rep['epochs']} epochs, {rep['steps']} steps of "
           f"{rep['batch_size']}, best epoch {rep['best_epoch']}")
     print(format_table(rows, f"\non {len(keep)} other architectures"))
-    out = {"n": args.n, "noise": args.noise, "device": args.device, "threads": args.threads,
-           "machine": _machine(args.device), "sample_s": t_sample, "fit_lpm_s": t_fit, "fit": rep, "test": rows,
-           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+    gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
+    out = {"n": args.n, "noise": args.noise, "device": args.device, "gpu": gpu, "threads": args.threads,
+           "machine": machine(), **stamp(), "sample_s": t_sample, "fit_lpm_s": t_fit, "fit": rep, "test": rows}
     atomic_write_json(args.out, json_safe(out))
     print(f"wrote {args.out}")
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
+from common import machine, stamp
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_search_step import machine  # noqa: E402
 
 
 def run_dir(work: Path, r: dict) -> Path:
@@ -77,11 +76,13 @@ def main() -> None:
             summary.append({"mode": mode, "lambda": lam, "n": len(rs), "test_acc_pct_mean": statistics.fmean(acc),
                             "measured_ms_mean": statistics.fmean(lat)})
             print(f"| {mode} | {lam:g} | {len(rs)} | {ms(acc, 2)} | {ms(lat, 2)} |")
-    result = {"machine": machine(), "command": " ".join(sys.argv), "epochs": args.epochs, "sweep": args.sweep,
+    result = {"machine": machine(), **stamp(), "epochs": args.epochs, "sweep": args.sweep,
               "summary": summary, "runs": [{k: r[k] for k in ("mode", "lambda", "seed", "genotype", "measured_ms",
                                                                "lat_derived_ms", "val_acc", "test_acc")}
                                            for r in runs]}
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    from ladarts.io import atomic_write_json
+
+    atomic_write_json(args.json, result)
     print(f"\nwrote {args.json}")
 
 

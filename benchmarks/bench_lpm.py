@@ -16,7 +16,6 @@ Op timings for the lookup-table baseline come from --op-db (benchmarks/data/opti
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 import time
 from pathlib import Path
@@ -25,12 +24,13 @@ import numpy as np
 import torch
 
 from ladarts.hardware import LatencyStore, Platform, agreement
-from ladarts.hardware.platform import cpu_model
-from ladarts.io import atomic_write_json
+from ladarts.io import atomic_write_json, json_safe
 from ladarts.predict import LPMConfig, dataset_from_records, fit_dataset, format_table, soft_behaviour, split_indices
-from ladarts.predict.compare import compare_models, network_of
-from ladarts.predict.lpm import json_safe
+from ladarts.predict.compare import noise_floor
+from ladarts.predict.experiment import fit_experiment
 from ladarts.predict.metrics import regression_metrics
+
+from common import machine, stamp
 
 SHORT = ("mape_pct", "kendall_tau_b", "within_10_pct")
 
@@ -126,18 +126,15 @@ def main() -> None:
           f"test runs dropped); test run {args.test_run!r}: {len(test)}; re-run {args.rerun!r}: {len(rerun)}; "
           f"op timings: {len(op_rows)}", flush=True)
 
-    rpos = {h: i for i, h in enumerate(rerun.hashes)}
-    both = [(i, rpos[h]) for i, h in enumerate(test.hashes) if h in rpos]
-    floor = regression_metrics(rerun.latency_ms[[j for _, j in both]], test.latency_ms[[i for i, _ in both]])
+    floor = noise_floor(test, rerun)
     floor_sym = agreement(test.by_hash(), rerun.by_hash())
-    print(format_table({f"run {args.rerun} predicts run {args.test_run}": floor},
-                       "\nnoise floor: the re-run as a predictor of the test run"), flush=True)
+    print(format_table({f"run {args.test_run} predicts run {args.rerun}": floor},
+                       "\nnoise floor: the test run as a predictor of the re-run"), flush=True)
 
     result: dict = {"platform": key, "db": args.db, "train_run": args.train_run, "test_run": args.test_run,
                     "rerun": args.rerun, "n_train_available": len(train), "n_test": len(test),
                     "noise_floor": floor, "noise_floor_symmetric": floor_sym, "n_op_timings": len(op_rows),
-                    "machine": cpu_model(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "threads": 1}
+                    "machine": machine(), **stamp(), "threads": 1}
 
     config = LPMConfig()
     if not args.no_sweep:
@@ -160,7 +157,6 @@ def main() -> None:
         print(f"sweep pick (lowest validation MAPE with depth ≥ 1), used below: {config}")
     result["config"] = config.to_dict()
 
-    network = network_of(row)
     sizes = sorted({s for s in (int(x) for x in args.sizes.split(",")) if s < len(train)} | {len(train)})
     curve = []
     print("\nlearning curve:", flush=True)
@@ -168,20 +164,17 @@ def main() -> None:
         _, pick = split_indices(train.hashes, n_second=n, seed=123)
         sub = train.subset(pick)
         seeds = [int(s) for s in args.seeds.split(",")] if n == len(train) else [0]
-        per_seed = []
-        for s in seeds:
-            lpm, rep = fit_dataset(sub, seed=s, platform_row=row, config=config, device=args.device)
-            cmp = compare_models(lpm, sub, test, network=network, op_timings=op_rows or None,
-                                 reruns={args.rerun: rerun}, seed=s, baselines=(s == seeds[0]), threads=1)
-            per_seed.append((lpm, rep, cmp))
-        lpm, rep, cmp = per_seed[0]
+        per_seed = [fit_experiment(sub, test, reruns={args.rerun: rerun}, platform_row=row, op_timings=op_rows,
+                                   config=config, seed=s, device=args.device, baselines=(s == seeds[0]), threads=1)
+                    for s in seeds]
+        rep, cmp = per_seed[0].report, per_seed[0].comparison
         entry = {"n_train": n, "epochs": rep["epochs"], "fit_s": rep["fit_s"], **cmp}
         if len(per_seed) > 1:
             entry["lpm_seeds"] = {
                 "seeds": seeds,
-                "test": [c["test"]["lpm"] for _, _, c in per_seed],
-                "rerun": [c["reruns"][args.rerun]["vs_rerun"]["lpm"] for _, _, c in per_seed],
-                "mean_of_runs": [c["reruns"][args.rerun]["lpm_vs_mean_of_runs"] for _, _, c in per_seed],
+                "test": [e.comparison["test"]["lpm"] for e in per_seed],
+                "rerun": [e.comparison["reruns"][args.rerun]["vs_rerun"]["lpm"] for e in per_seed],
+                "mean_of_runs": [e.comparison["reruns"][args.rerun]["lpm_vs_mean_of_runs"] for e in per_seed],
             }
         curve.append(entry)
         t, b = cmp["test"]["lpm"], cmp["reruns"][args.rerun]["vs_rerun"]["lpm"]
@@ -214,7 +207,7 @@ def main() -> None:
             f"{e['test'][n]['mape_pct']:.2f} / {e['test'][n]['kendall_tau_b'] if e['test'][n]['kendall_tau_b'] is not None else float('nan'):.3f}"
             for n in names) + " |")
 
-    lpm_final = per_seed[0][0]
+    lpm_final = per_seed[0].lpm
     print("\nsoft encodings (space/soft.py) through the final LPM:", flush=True)
     soft = soft_behaviour(lpm_final, n_paths=200, n_none=30, seed=0)
     result["soft"] = soft

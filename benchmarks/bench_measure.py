@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform as _pf
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,8 @@ import numpy as np
 from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, agreement, campaign_items, compare_runs
 from ladarts.io import atomic_write_json
 from ladarts.space import network_config
+
+from common import machine, stamp
 
 
 def _print_agreement(title: str, rep: dict) -> None:
@@ -52,8 +52,7 @@ def _estimator_study(store, key: str, run_a: str, run_b: str, ref_ms: float) -> 
     """Re-derive estimators from the stored raw pairs, using the first k pairs, to see noise against cost."""
     rows = {}
     for run in (run_a, run_b):
-        q = "SELECT arch_hash, samples FROM measurements WHERE platform=? AND run=? AND samples IS NOT NULL"
-        rows[run] = {h: json.loads(s) for h, s in store.conn.execute(q, (key, run))}
+        rows[run] = store.raw_samples(key, run)
     common = sorted(set(rows[run_a]) & set(rows[run_b]))
     if len(common) < 3:
         return {}
@@ -86,16 +85,17 @@ def main() -> None:
     ap.add_argument("--cross", action="store_true", help="only compare the torch and onnxruntime platforms")
     args = ap.parse_args()
 
-    plat = Platform(runtime=args.runtime, threads=args.threads, network=network_config("cifar"))
-    with LatencyStore.open_or_create(args.db) as store:
-        if args.cross:
+    if args.cross:
+        with LatencyStore.open(args.db) as store:
             keys = store.platforms()
             tk = next(k for k in keys if k.startswith("torch-cpu") and "/cifar-c36-l20" in k)
             ok = next(k for k in keys if k.startswith("onnxruntime-cpu") and "/cifar-c36-l20" in k)
             rep = compare_runs(store, tk, "a", ok, "a")
-            _print_agreement(f"rank consistency, {tk}  vs  {ok}", rep)
-            atomic_write_json(Path(args.db).with_name("bench_measure_cross.json"), rep)
-            return
+        _print_agreement(f"rank consistency, {tk}  vs  {ok}", rep)
+        atomic_write_json(Path(args.db).with_name("bench_measure_cross.json"), {**rep, **stamp()})
+        return
+    plat = Platform(runtime=args.runtime, threads=args.threads, network=network_config("cifar"))
+    with LatencyStore.open_or_create(args.db) as store:
         measurer = Measurer(store, plat, MeasureConfig(pairs=args.pairs))
         summaries = {}
         run_a, run_b = args.runs.split(",")
@@ -111,8 +111,8 @@ def main() -> None:
         rep["estimators"] = _estimator_study(store, plat.key, run_a, run_b, measurer.ref_ms)
     out = Path(args.db).with_name(f"bench_measure_{args.runtime}.json")
     history = json.loads(out.read_text())["invocations"] if out.exists() else []
-    history.append({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": _pf.node(), "platform": plat.key,
-                    "n": args.n, "pairs": args.pairs, "runs": summaries, "compared": args.runs})
+    history.append({**stamp(), "machine": machine(), "platform": plat.key, "n": args.n, "pairs": args.pairs,
+                    "runs": summaries, "compared": args.runs})
     atomic_write_json(out, {"invocations": history, "noise": rep})
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import machine, stamp
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "data" / "search"
@@ -83,9 +83,9 @@ def overhead_worker(args: argparse.Namespace) -> dict:
     from ladarts.space.supernet import Supernet
 
     if args.lpm:
-        from ladarts.search import load_cost
+        from ladarts.predict import LPM
 
-        cost, cost_name = load_cost(args.lpm), f"lpm {args.lpm}"
+        cost, cost_name = LPM.load(args.lpm), f"lpm {args.lpm}"
     else:
         cost, cost_name = TableCost.macs_proxy(), "macs-proxy table"
     torch.manual_seed(0)
@@ -167,15 +167,6 @@ def print_peer(rounds: list[dict]) -> None:
               f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f} |")
 
 
-def machine() -> dict:
-    import torch
-
-    from ladarts.hardware.platform import cpu_model
-
-    return {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -203,7 +194,7 @@ def main() -> None:
         print(json.dumps(overhead_worker(args) if args.overhead_worker else worker(args)))
         return
 
-    result: dict = {"machine": machine(), "command": " ".join(sys.argv), "steps": [], "overhead": [], "peer": []}
+    result: dict = {"machine": machine(), **stamp(), "steps": [], "overhead": [], "peer": []}
     common = ["--channels", str(args.channels), "--cells", str(args.cells), "--batch-size", str(args.batch_size),
               "--input-size", str(args.input_size), "--threads", str(args.threads), "--steps", str(args.steps)]
     if not args.skip_steps and not args.peer_python:
@@ -225,7 +216,7 @@ def main() -> None:
                 extra += ["--lpm", args.lpm]
             result["overhead"].append(spawn(extra))
 
-    print(f"machine: {result['machine']['cpu']}, torch {result['machine']['torch']}, {result['machine']['date']}")
+    print(f"machine: {result['machine']['cpu']}, torch {result['machine']['versions']['torch']}, {result['date']}")
     if result["steps"]:
         print("\n| method | layout | C × cells | batch | px | threads | step (s, median) | α step (s) | w step (s) | "
               "peak RSS (MB) |")
@@ -264,8 +255,9 @@ def main() -> None:
             print(f"| C{r['channels']} × {r['cells']}, {r['input_size']} px, batch {r['batch_size']} | {r['soft_mode']} | "
                   f"{r['cost']} | {r['pairs']} | {r['step_without_s_median']:.3f} | {r['step_with_s_median']:.3f} | "
                   f"{r['overhead_median_of_ratios_pct']:+.2f}% | {r['term_fwd_bwd_ms_median']:.2f} |")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    from ladarts.io import atomic_write_json
+
+    atomic_write_json(args.json, result)
     print(f"\nwrote {args.json}")
 
 

@@ -11,20 +11,17 @@ Runtime run-vs-run noise floor is printed beside them.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ladarts.hardware import LatencyStore
-from ladarts.hardware.platform import cpu_model
-from ladarts.io import atomic_write_json
+from ladarts.io import atomic_write_json, json_safe
 from ladarts.predict import dataset_from_records, fit_dataset, transfer_experiment
-from ladarts.predict.lpm import json_safe
-from ladarts.predict.metrics import regression_metrics
+from ladarts.predict.compare import noise_floor
+
+from common import machine, stamp
 
 MODELS = ("source_as_is", "recalibrated", "finetuned", "scratch")
 
@@ -56,10 +53,8 @@ def main() -> None:
     print(f"source LPM: {rep['epochs']} epochs, {rep['fit_s']:.0f} s, validation MAPE "
           f"{rep['metrics']['validation']['mape_pct']:.2f}%", flush=True)
 
-    rpos = {h: i for i, h in enumerate(rerun.hashes)}
-    both = [(i, rpos[h]) for i, h in enumerate(target.hashes) if h in rpos]
-    floor = regression_metrics(rerun.latency_ms[[j for _, j in both]], target.latency_ms[[i for i, _ in both]])
-    print(f"target noise floor (run {args.target_rerun} predicts run {args.target_run}, {floor['n']} archs): "
+    floor = noise_floor(target, rerun)
+    print(f"target noise floor (run {args.target_run} predicts run {args.target_rerun}, {floor['n']} archs): "
           f"MAPE {floor['mape_pct']:.2f}%, τ {floor['kendall_tau_b']:.3f}")
 
     rows = []
@@ -95,9 +90,8 @@ def main() -> None:
                                                              for k, w in wins.items()) + " seeds")
     out = {"source": src_key, "source_run": args.source_run, "n_source": len(source), "shared_archs": shared,
            "target": tgt_key, "target_run": args.target_run, "n_target": len(target), "target_noise_floor": floor,
-           "source_fit": rep, "runs": rows, "summary": summary, "finetuned_wins": wins, "machine": cpu_model(),
-           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1)}
+           "source_fit": rep, "runs": rows, "summary": summary, "finetuned_wins": wins, "machine": machine(),
+           **stamp(), "wall_s": round(time.time() - t0, 1)}
     atomic_write_json(args.out, json_safe(out))
     print(f"\nwrote {args.out} ({out['wall_s']:.0f} s)")
 

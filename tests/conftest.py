@@ -8,6 +8,18 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory):
+    """The suite's exported networks go to a temporary folder, never into the user's ~/.cache."""
+    old = os.environ.get("LADARTS_EXPORT_CACHE")
+    os.environ["LADARTS_EXPORT_CACHE"] = str(tmp_path_factory.mktemp("export-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LADARTS_EXPORT_CACHE", None)
+    else:
+        os.environ["LADARTS_EXPORT_CACHE"] = old
+
+
 @pytest.fixture
 def run_cli():
     """Run ``python -m ladarts`` in a subprocess: what a user sees, exit code, stdout and stderr."""

@@ -95,8 +95,11 @@ def test_store_round_trip_resume_and_retime(tmp_path):
         assert all(r.latency_ms > 0 and r.repeats == 2 and r.min_ms <= r.median_ms for r in recs)
         r3 = m.run([(r.seq, r.genotype) for r in recs], run="b", progress=False)
         assert r3.measured == 6 and set(store.runs(m.key)) == {"main", "b"}
-        assert len(store.drift(m.key)) >= 3  # after record 4 of run main, for each drift reference
-        assert store.platform_row(m.key)["ref_ms"] > 0
+        drift = [t for t in store.reference_timings(m.key) if t["kind"] == "drift"]
+        assert len(drift) >= 3  # after record 4 of run main, for each drift reference
+        ref = store.reference(m.key)
+        assert ref.sessions == 1 and ref.timings >= 2 and store.platform_row(m.key)["ref_ms"] == ref.ms > 0
+        assert all(r.latency_ms == pytest.approx(r.ratio * ref.ms) for r in store.records(m.key))
     assert integrity_ok(db)
 
 
@@ -196,6 +199,20 @@ def test_cli_measure_stats_noise_merge(run_cli, tmp_path):
         ["db", "stats", "{tmp}/notes.txt"],
         ["db", "merge", "{tmp}/new.db", "{tmp}/notes.txt"],
         ["db", "export", "{tmp}/typo.db", "--out", "{tmp}/x.csv"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--pairs", "0"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--pairs", "1001"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--warmup", "-5"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--warmup", "101"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "-1"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2e9"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "1.5"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--threads", "0"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--threads", "5000"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--batch-size", "0"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--batch-size", "5000"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--seed", "-1"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--ray", "auto", "--per-node", "0"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--ray", "auto", "--ray-resource", "nonsense"],
     ],
 )
 def test_cli_bad_input_is_one_line_and_writes_nothing(run_cli, tmp_path, args):
@@ -247,5 +264,90 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     with LatencyStore.open(db) as store:
         recs = store.records()
     assert len(recs) == n == len({r.arch_hash for r in recs})
-    expected = [g for _, g in campaign_items(n, 5)]
+    expected = [g for _, g in campaign_items(n, 5, sampler="stratified")]  # `measure` samples stratified
     assert sorted(r.seq for r in recs) == list(range(n)) and {r.genotype for r in recs} == set(expected)
+
+
+# ---- bounded work, clean failures ----------------------------------------------------------------------------
+def test_campaign_items_are_generated_lazily():
+    t0 = time.perf_counter()
+    items = campaign_items(10**8, 0)
+    assert len(items) == 10**8
+    from ladarts.space import sample_genotypes
+
+    first = sample_genotypes(5, 0)
+    assert [g for _, g in items[:3]] == first[:3] and items[4] == (4, first[4])
+    assert next(iter(items)) == (0, first[0])
+    shard = campaign_items(10, 0, (1, 3))
+    assert len(shard) == 3 and [s for s, _ in shard] == [1, 4, 7] and shard[-1][0] == 7
+    assert [s for s, _ in shard[1:]] == [4, 7]
+    assert time.perf_counter() - t0 < 10  # nothing of the 1e8 was built
+
+
+def test_a_huge_campaign_starts_at_once_and_resumes(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop_after(k):
+        def hook(result):
+            if result.measured >= k:
+                raise Stop
+
+        return hook
+
+    items = campaign_items(10**8, 4)
+    with LatencyStore.open_or_create(tmp_path / "lat.db") as store:
+        m = Measurer(store, tiny_platform(), FAST)
+        with pytest.raises(Stop):
+            m.run(items, progress=False, on_record=stop_after(3))
+        seen = []
+        with pytest.raises(Stop):
+            m.run(items, progress=False, on_record=lambda r: (seen.append(r.skipped), stop_after(2)(r)))
+        recs = store.records(m.key)
+    assert seen[0] == 3 and [r.seq for r in recs] == [0, 1, 2, 3, 4]  # skipped the done 3, no duplicates
+
+
+def test_measure_cli_with_n_1e8_starts_at_once(tmp_path):
+    db = tmp_path / "lat.db"
+    proc = subprocess.Popen([sys.executable, "-m", "ladarts", "measure", "--db", str(db), "--n", "1e8", *TINY_ARGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while proc.poll() is None and _count(db) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and _count(db) >= 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert integrity_ok(db)
+
+
+def test_a_failed_measure_leaves_no_empty_platform(tmp_path, monkeypatch):
+    import ladarts.hardware.campaign as campaign
+
+    def fail(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(campaign, "time_alone", fail)
+    db = tmp_path / "lat.db"
+    with LatencyStore.open_or_create(db) as store:
+        with pytest.raises(RuntimeError):
+            Measurer(store, tiny_platform(), FAST)
+        assert store.platforms() == []
+    monkeypatch.undo()
+    with LatencyStore.open_or_create(db) as store:
+        Measurer(store, tiny_platform(), FAST).run(campaign_items(2, 0), progress=False)
+    with LatencyStore.open(db) as store:
+        assert store.resolve_platform(None) == tiny_platform().key  # fit would not ask for --platform
+
+
+def test_ray_without_ray_installed_says_how_to_install(run_cli, tmp_path):
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    env_path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "ladarts", "measure", "--db", str(tmp_path / "f.db"), "--n", "3",
+                           "--ray", "auto", *TINY_ARGS], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=env_path))
+    assert_one_line_error(proc, 2)
+    assert proc.stderr.strip() == "ladarts: error: --ray needs Ray: pip install 'ladarts[fleet]'"
+    assert not (tmp_path / "f.db").exists()

@@ -160,8 +160,35 @@ def test_custom_network_sizes_and_bad_configs():
         build_network(ZOO["DARTS_V2"], network_config("cifar", input_size=16, auxiliary=True))
 
 
-def test_macs_are_half_the_counted_flops():
+def _macs_by_hand(net: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of every conv (out_h · out_w · C_out · C_in/groups · k_h · k_w) and linear layer (in · out),
+    from the shapes each layer sees in a forward pass: independent of torch's flop counter."""
+    total = 0
+
+    def hook(m, inputs, out):
+        nonlocal total
+        if isinstance(m, torch.nn.Conv2d):
+            kh, kw = m.kernel_size
+            total += out.shape[2] * out.shape[3] * m.out_channels * (m.in_channels // m.groups) * kh * kw
+        elif isinstance(m, torch.nn.Linear):
+            total += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net.eval()(x)
+    for h in hooks:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("name,preset", [("DARTS_V2", "cifar"), ("PC_DARTS_cifar", "cifar"), ("NASNet", "cifar"),
+                                         ("DARTS_V2", "imagenet")])
+def test_macs_equal_an_independent_count(name, preset):
     from ladarts.space import count_macs
 
-    net = build_network(ZOO["DARTS_V2"])
-    assert count_macs(net) == 528_359_040  # conv + linear multiply-adds at batch 1, 32 px
+    cfg = network_config(preset)
+    net = build_network(ZOO[name], cfg)
+    x = torch.zeros(1, cfg.in_channels, cfg.input_size, cfg.input_size)
+    assert count_macs(net) == _macs_by_hand(net, x)
+    if (name, preset) == ("DARTS_V2", "cifar"):
+        assert count_macs(net) == 528_359_040  # the figure the README quotes

@@ -28,7 +28,7 @@ def db(tmp_path_factory):
     rng = np.random.default_rng(0)
     with LatencyStore.open_or_create(path) as store:
         for p in (torch_p, onnx_p):
-            store.register_platform(p)
+            store.add_calibration(p.key, p.settings(), p.fingerprint(), "DARTS_V2", "synthetic", {"median_ms": 1.0})
         for i, g in enumerate(gens):
             store.add_measurement(g, torch_p.key, "latency", "main", i, {"latency_ms": float(lat_t[i]), "repeats": 10})
             if i < 60:

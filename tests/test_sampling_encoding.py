@@ -88,3 +88,27 @@ def test_decode_refuses_a_malformed_encoding():
         decode(enc)
     with pytest.raises(UserInputError, match="shape"):
         decode(torch.zeros(2, 14, 7))
+
+
+def test_the_uniform_stream_is_the_one_existing_databases_were_measured_on():
+    # the first architecture of seed 0, as measured into benchmarks/data/latency_cpu.db since the first campaign
+    assert arch_hash(sample_genotypes(1, 0)[0]) == arch_hash(sample_genotypes(1, 0, sampler="uniform")[0])
+    assert sample_genotypes(3, 0)[0].normal[:2] == (("max_pool_3x3", 0), ("skip_connect", 1))
+
+
+def test_the_stratified_sampler_covers_every_parameter_free_count():
+    from ladarts.space.sampling import PARAMETER_FREE, WITH_PARAMETERS, parameter_free_count
+
+    gens = sample_genotypes(4500, seed=5, sampler="stratified")
+    for kind in ("normal", "reduce"):
+        counts = Counter(parameter_free_count(getattr(g, kind)) for g in gens)
+        assert sorted(counts) == list(range(9))
+        assert chisquare([counts[k] for k in range(9)]).pvalue > 1e-3  # uniform over 0..8
+    for g in gens[:500]:
+        assert is_encodable(g) and decode(encode(g)) == canonical(g)
+    free_ops = Counter(op for g in gens for op, _ in g.normal if op in PARAMETER_FREE)
+    conv_ops = Counter(op for g in gens for op, _ in g.normal if op in WITH_PARAMETERS)
+    assert chisquare(list(free_ops.values())).pvalue > 1e-3 and chisquare(list(conv_ops.values())).pvalue > 1e-3
+    assert sample_genotypes(5, 1, "stratified") == sample_genotypes(5, 1, "stratified")
+    with pytest.raises(UserInputError, match="unknown sampler"):
+        sample_genotypes(1, 0, sampler="sobol")

@@ -96,7 +96,7 @@ def test_pc_darts_partial_channels_and_shuffle():
     torch.manual_seed(0)
     c, k = 16, 4
     for stride in (1, 2):
-        op = MixedOp(c, stride, k=k)
+        op = MixedOp(c, stride, partial_channels=k)
         convs = [m for m in op.modules() if isinstance(m, torch.nn.Conv2d)]
         # (FactorizedReduce splits its C/K output channels over two 1×1 convs)
         assert all(m.in_channels == c // k and m.out_channels in (c // k, c // k // 2) for m in convs)
@@ -122,7 +122,7 @@ def test_pc_darts_supernet_forward_and_betas():
     g = torch.autograd.grad(y.sum(), net.arch_parameters())
     assert all(gi.abs().sum() > 0 for gi in g)
     with pytest.raises(ValueError, match="divide"):
-        MixedOp(6, 1, k=4)
+        MixedOp(6, 1, partial_channels=4)
 
 
 @pytest.mark.parametrize("k,padding,dilation,stride", [(3, 1, 1, 1), (5, 2, 1, 1), (3, 2, 2, 1), (5, 4, 2, 1),

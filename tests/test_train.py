@@ -1,5 +1,7 @@
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -32,6 +34,10 @@ def test_train_writes_a_complete_run(tmp_path):
     assert ckpt["epoch"] == 6
     net, rep = load_trained(tmp_path / "run")
     assert rep["test_acc"] == res.test_acc and net.config.channels == 8
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights too: every artefact 0644 under umask 022
 
 
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):

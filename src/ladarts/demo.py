@@ -28,6 +28,7 @@ class DemoConfig:
     cells: int = 8
     input_size: int = 16
     archs: int = 200  # random architectures measured for the LPM
+    sampler: str = "stratified"  # so the LPM also saw the parameter-free cells the λ>0 search reaches
     retime: int = 60  # of which re-timed as an independent run: the noise floor
     pairs: int = 10
     search_epochs: int = 6
@@ -36,6 +37,8 @@ class DemoConfig:
     lam: float = 1.0
     train_epochs: int = 8
     report_pairs: int = 30
+    verdict_pairs: int = 300  # the two trained networks timed against each other: the reduction's CI
+    remeasure: bool = False  # time the trained networks again even if comparison.json exists
 
     def network(self):
         from ladarts.space import network_config
@@ -62,7 +65,7 @@ def stage_measure(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     db = out / "latency.db"
     with LatencyStore.open_or_create(db) as store:
         measurer = Measurer(store, platform, MeasureConfig(pairs=cfg.pairs))
-        items = campaign_items(cfg.archs, cfg.seed)
+        items = campaign_items(cfg.archs, cfg.seed, sampler=cfg.sampler)
         res = measurer.run(items, run="a")
         measurer.run(items[: cfg.retime], run="b")
         noise = compare_runs(store, platform.key, "a", platform.key, "b")
@@ -79,7 +82,7 @@ def stage_measure(cfg: DemoConfig, out: Path) -> dict[str, Any]:
 
 def stage_fit(cfg: DemoConfig, out: Path, db: str, platform_key: str) -> dict[str, Any]:
     from ladarts.hardware import LatencyStore
-    from ladarts.predict import LPM, evaluate, fit_lpm
+    from ladarts.predict import LPM, evaluate_lpm, fit_lpm
     from ladarts.predict.plot import scatter_png
 
     _say("2. latency prediction module (LPM): an MLP on the 2×14×8 encoding")
@@ -101,7 +104,7 @@ def stage_fit(cfg: DemoConfig, out: Path, db: str, platform_key: str) -> dict[st
           f"held out for early stopping: MAPE {val['mape_pct']:.2f}%, Kendall τ {val['kendall_tau_b']:.3f}")
     held_out = {}
     for run, recs in (("a", [r for r in records if r.arch_hash in held]), ("b", retimed)):
-        held_out[run] = evaluate(lpm, recs)["metrics"]
+        held_out[run] = evaluate_lpm(lpm, recs)["metrics"]
     print(f"on the {len(held)} re-timed architectures it never saw: MAPE {held_out['a']['mape_pct']:.2f}% / "
           f"τ {held_out['a']['kendall_tau_b']:.3f} against run a, {held_out['b']['mape_pct']:.2f}% / "
           f"τ {held_out['b']['kendall_tau_b']:.3f} against run b (the run-vs-run floor holds two runs' noise, this one's)")
@@ -111,22 +114,22 @@ def stage_fit(cfg: DemoConfig, out: Path, db: str, platform_key: str) -> dict[st
     genos = [r.genotype for r in records]
     pred = lpm(encode_many(genos)).detach().tolist()
     scatter_png(out / "lpm_predicted_vs_measured.png", [by_hash[r.arch_hash] for r in records], {"LPM": pred},
-                title="LPM on the demo's 200 measured architectures (60 held out of fitting)")
+                title=f"LPM on the demo's {len(records)} measured architectures ({len(held)} held out of fitting)")
     return {"lpm": str(lpm_dir), "validation": val, "held_out": held_out}
 
 
 def stage_search(cfg: DemoConfig, out: Path, lpm_dir: str) -> dict[str, Any]:
+    from ladarts.predict import LPM
     from ladarts.search import SearchConfig, run_search
-    from ladarts.search.loop import load_cost
     from ladarts.space import Genotype, encode
 
     _say(f"3. search on digits: DARTS with λ=0 and LA-DARTS with λ={cfg.lam} ({cfg.search_epochs} epochs each)")
-    lpm = load_cost(lpm_dir)
+    lpm = LPM.load(lpm_dir)
     results = {}
     for lam in (0.0, cfg.lam):
         run = out / f"search_lambda{lam:g}"
         sc = SearchConfig(out=str(run), dataset="digits", input_size=cfg.input_size, epochs=cfg.search_epochs,
-                          seed=cfg.seed, channels=cfg.search_channels, cells=cfg.search_cells, lpm=lpm_dir, lam=lam,
+                          seed=cfg.seed, channels=cfg.search_channels, cells=cfg.search_cells, lam=lam,
                           resume=(run / "checkpoint.pt").exists(), progress=True, threads=1)
         if (run / "genotype.json").exists():
             genotype = Genotype.from_json((run / "genotype.json").read_text())
@@ -162,48 +165,57 @@ def stage_train(cfg: DemoConfig, out: Path, searches: dict[str, Any]) -> dict[st
 
 
 def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm_dir: str, db: str) -> dict:
+    from ladarts.hardware import measure_genotypes
+    from ladarts.hardware.paired import format_reduction, paired_reduction
     from ladarts.predict import LPM
     from ladarts.report import build_rows, draw_genotype, to_markdown, to_text
     from ladarts.space import Genotype
 
-    _say("5. measured on this CPU: both trained cells, same timer as `measure`")
-    lpm = LPM.load(lpm_dir)
-    entries = [{"name": f"λ={lam}", "genotype": Genotype.from_dict(searches[lam]["genotype"]),
-                "network": cfg.network(), "test_acc": trained[lam]["test_acc"]} for lam in searches]
-    rows = build_rows(entries, lambda net: cfg.platform(), lpm, cfg.report_pairs, db)
-    for lam, e in zip(searches, entries):
-        draw_genotype(e["genotype"], out / f"cells_lambda{lam}.png", title=f"λ={lam}")
-    base, la = rows
-    reduction = 100 * (1 - la["measured_ms"] / base["measured_ms"])
-    print(to_text(rows))
-    print(f"measured latency reduction of the λ={cfg.lam:g} cell: {reduction:.1f}% "
+    saved = out / "comparison.json"
+    lams = list(searches)
+    if saved.exists() and not cfg.remeasure:
+        _say("5. measured on this CPU (reused from comparison.json; --remeasure times them again)")
+        result = json.loads(saved.read_text())
+    else:
+        _say("5. measured on this CPU: both trained cells, on the database's scale and against each other")
+        lpm = LPM.load(lpm_dir)
+        entries = [{"name": f"λ={lam}", "genotype": Genotype.from_dict(searches[lam]["genotype"]),
+                    "network": cfg.network(), "test_acc": trained[lam]["test_acc"]} for lam in lams]
+        platform = cfg.platform()
+        timings = measure_genotypes([e["genotype"] for e in entries], platform, cfg.report_pairs, db)
+        rows = build_rows(entries, timings, [platform.key] * len(entries), lpm)
+        for lam, e in zip(lams, entries):
+            draw_genotype(e["genotype"], out / f"cells_lambda{lam}.png", title=f"λ={lam}")
+        paired = paired_reduction(entries[0]["genotype"], entries[1]["genotype"], platform, cfg.verdict_pairs,
+                                  seed=cfg.seed)
+        result = {"rows": rows, "paired": paired, "measured_reduction_pct": paired["reduction_pct"],
+                  "measured_reduction_ci_pct": paired["ci_pct"]}
+        atomic_write_json(saved, result)
+        _front_png(out / "front.png", rows)
+        atomic_write_text(out / "comparison.md", to_markdown(rows))
+    base, la = result["rows"]
+    print(to_text(result["rows"]))
+    print(f"measured latency reduction of the λ={cfg.lam:g} cell: {format_reduction(result['paired'])}, from "
+          f"{result['paired']['pairs']} interleaved pairs of the two networks "
           f"(accuracy {la['test_acc_pct'] - base['test_acc_pct']:+.2f} points)")
-    _front_png(out / "front.png", rows)
-    atomic_write_text(out / "comparison.md", to_markdown(rows))
-    return {"rows": rows, "measured_reduction_pct": reduction}
+    return result
 
 
 def _front_png(path: Path, rows: list[dict]) -> None:
-    import matplotlib
+    from ladarts.plotting import figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ladarts.io import atomic_write
-
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = figure(figsize=(5, 4))
     for r in rows:
         ax.scatter(r["measured_ms"], r["test_acc_pct"], s=60)
         ax.annotate(r["name"], (r["measured_ms"], r["test_acc_pct"]), textcoords="offset points", xytext=(6, 4))
     ax.set_xlabel("measured latency on this CPU (ms, batch 1)")
     ax.set_ylabel("test accuracy on digits (%)")
     ax.set_title("accuracy vs measured latency")
-    fig.tight_layout()
-    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
+    from ladarts.hardware.paired import format_reduction
     from ladarts.report import to_markdown
 
     m = s["measure"]["noise"]["drift_corrected"]
@@ -219,7 +231,8 @@ def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
         f"{cfg.search_cells}-cell supernet).",
         f"4. Trained both cells for {cfg.train_epochs} epochs; measured both:", "",
         to_markdown(s["compare"]["rows"]),
-        f"Measured latency reduction: {s['compare']['measured_reduction_pct']:.1f}%.", "",
+        f"Measured latency reduction: {format_reduction(s['compare']['paired'])} "
+        f"({s['compare']['paired']['pairs']} interleaved pairs of the two networks).", "",
         "Files: `latency.db`, `lpm/`, `lpm_predicted_vs_measured.png`, `search_lambda*/`, `train_lambda*/`, "
         "`cells_lambda*.png`, `front.png`, `comparison.md`, `summary.json`.", "",
         "A single short demo run is one sample, not a result: benchmarks/RESULTS.md has the multi-seed figures.",
@@ -227,8 +240,9 @@ def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out: str | Path = "demo-out", seed: int = 0, config: DemoConfig | None = None) -> dict[str, Any]:
-    cfg = config or DemoConfig(out=str(out), seed=seed)
+def run_demo(out: str | Path = "demo-out", seed: int = 0, config: DemoConfig | None = None,
+             remeasure: bool = False) -> dict[str, Any]:
+    cfg = config or DemoConfig(out=str(out), seed=seed, remeasure=remeasure)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {"command": "demo", **asdict(cfg)})

@@ -11,3 +11,7 @@ class UserInputError(LadartsError, ValueError):
     """Bad input: a malformed genotype, an unknown name, a wrong file. Exit code 2."""
 
     exit_code = 2
+
+
+class LadartsWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI shows it as one line, always."""

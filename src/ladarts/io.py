@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -43,3 +45,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON-serialisable copy: NaN/inf become None, numpy scalars plain numbers, tuples lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) or _is_numpy(obj, "floating"):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if _is_numpy(obj, "integer"):
+        return int(obj)
+    if _is_numpy(obj, "ndarray"):
+        return json_safe(obj.tolist())
+    return obj
+
+
+def _is_numpy(obj: Any, kind: str) -> bool:
+    """numpy type checks without importing numpy here (io is imported by every command, numpy is not needed)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(obj, getattr(np, kind))

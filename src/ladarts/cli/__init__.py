@@ -7,11 +7,13 @@ subcommand's parser.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from ladarts import __version__
-from ladarts.errors import LadartsError
+from ladarts.errors import LadartsError, LadartsWarning
 
 COMMAND_MODULES = ("space", "hardware", "predict", "search", "train", "report", "demo")
 
@@ -42,16 +44,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Every warning the CLI shows is one line, in the form errors take."""
+    first = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    sys.stderr.write(f"ladarts: warning: {first}\n")
+
+
+def _likely_cause(e: BaseException) -> str:
+    """One line for a failure that is not a user mistake: what failed, and the usual reason."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    name = type(e).__name__
+    if isinstance(e, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({name}{': ' + text if text else ''}); try a smaller batch, network or --n"
+    if isinstance(e, RecursionError):
+        return "input nested too deeply (RecursionError)"
+    if "No space left" in text or "disk full" in text.lower() or "database or disk is full" in text:
+        return f"disk full ({text})"
+    if type(e).__module__ == "sqlite3" or name in ("OperationalError", "DatabaseError", "IntegrityError"):
+        return f"database error: {text} ({name})"
+    return f"{name}: {text}" if text else name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "db_command", None))))
+    with warnings.catch_warnings():  # restores the filters and the display afterwards
+        warnings.showwarning = _one_line_warning
+        # ladarts' own warnings are for the user: shown once each, whatever PYTHONWARNINGS says about libraries'
+        warnings.filterwarnings("default", category=LadartsWarning)
+        return _run(args, command)
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """The command, with every failure turned into one line: exit 2 for bad input, 1 for anything else."""
     try:
         return int(args.func(args) or 0)
     except LadartsError as e:
         sys.stderr.write(f"ladarts: error: {e}\n")
         return e.exit_code
-    except OSError as e:
-        sys.stderr.write(f"ladarts: error: {e.strerror or e} ({e.filename or ''})\n")
-        return 1
     except KeyboardInterrupt:
         sys.stderr.write("ladarts: interrupted\n")
         return 130
+    except OSError as e:
+        sys.stderr.write(f"ladarts: error: {e.strerror or e} ({e.filename or ''})\n")
+        return 1
+    except Exception as e:  # noqa: BLE001 - the top of the program: any failure becomes one line
+        if os.environ.get("LADARTS_DEBUG") == "1":
+            raise
+        sys.stderr.write(f"ladarts: error: {command} failed: {_likely_cause(e)} "
+                         "(LADARTS_DEBUG=1 shows the traceback)\n")
+        return 1

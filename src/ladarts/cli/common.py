@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
+
+from ladarts.errors import UserInputError
 
 
 def print_json(obj: Any) -> None:
@@ -32,3 +35,45 @@ def network_config_from_args(args: argparse.Namespace):
 
 
 GENOTYPE_HELP = "a zoo name (ladarts zoo), a JSON file, or DARTS text Genotype(normal=[...], ...)"
+
+#: The runtimes' names for --help (listed here, not imported: registering the commands must not load torch;
+#: tests/test_architecture.py checks it against ladarts.hardware.platform.RUNTIMES).
+RUNTIME_HELP = "torch (eager; the default), onnxruntime, openvino, inductor, executorch, onnxruntime-cuda"
+
+
+def launch_nproc(args: argparse.Namespace, kind: str, batch_size: int) -> int | None:
+    """``--nproc N``: rerun this command line in N processes under torchrun (single node); None when the command
+    should run here (no --nproc, or --nproc 1). Refusals come before any process starts."""
+    if args.nproc is None:
+        return None
+    from ladarts import distributed
+    from ladarts.runs import recorded_world_size_check
+
+    distributed.check_nproc(args.nproc, args.device)
+    if args.nproc == 1:
+        return None
+    if batch_size % args.nproc or batch_size // args.nproc < 2:
+        raise UserInputError(f"--batch-size {batch_size} is the batch of all {args.nproc} processes together: it must "
+                             "split into equal parts of at least 2")
+    if args.resume:
+        recorded_world_size_check(args.out, args.nproc, kind)
+    return distributed.launch(args.nproc, distributed.without_flag(sys.argv[1:], "--nproc"))
+
+
+def is_main_process() -> bool:
+    """Under torchrun only rank 0 prints the summary."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def add_scale_args(p: argparse.ArgumentParser) -> None:
+    """Device, processes and precision: the flags search and train share."""
+    g = p.add_argument_group("scaling out (see README, 'Scaling out')")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda = cuda:LOCAL_RANK)")
+    g.add_argument("--nproc", type=int, metavar="N",
+                   help="run in N processes on this node under torchrun (at most one per CUDA device, or per core)")
+    g.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision with autocast (fp16 with a GradScaler)")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="synchronise BN batch statistics across processes (CUDA only; default: per-process, as the "
+                        "reference)")

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 from ladarts.cli.common import GENOTYPE_HELP, print_json
-from ladarts.errors import UserInputError
+from ladarts.errors import LadartsWarning, UserInputError
 
 
 def _open_store(path: str):
     from ladarts.hardware import LatencyStore
 
     return LatencyStore.open(path)
-
-
-def _pick_run(store, key: str, run: str | None) -> str:
-    runs = store.runs(key)
-    if not runs:
-        raise UserInputError(f"platform {key} has no latency records in {store.path}")
-    if run is None:
-        return max(runs, key=lambda r: runs[r])  # the largest run; the others can serve as re-runs
-    if run not in runs:
-        raise UserInputError(f"run {run!r} not in {store.path} for {key}; runs: {', '.join(runs)}")
-    return run
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -35,82 +23,42 @@ def _config_from_args(args: argparse.Namespace):
     return LPMConfig(**kw)
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise UserInputError(f"--threads must be at least 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
-def _check_positive(name: str, value: float | None, minimum: float = 1) -> None:
-    if value is not None and value < minimum:
-        raise UserInputError(f"{name} must be at least {minimum}, got {value}")
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ladarts.io import atomic_write_json
-    from ladarts.predict import dataset_from_records, fit_dataset, format_table, split_indices
-    from ladarts.predict.compare import compare_models, network_of
-    from ladarts.predict.plot import scatter_png
+    from ladarts.predict import dataset_from_records, format_table
+    from ladarts.predict.experiment import fit_experiment, holdout_split, save_fit_experiment
+    from ladarts.runs import set_threads
 
-    _check_positive("--train-size", args.train_size, 4)
-    if not 0 < args.test_fraction < 1:
-        raise UserInputError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     config = _config_from_args(args)
-    _set_threads(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    set_threads(args.threads)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserInputError(f"--out {args.out}: exists and is not a folder")
     with _open_store(args.db) as store:
         key = store.resolve_platform(args.platform)
         row = store.platform_row(key)
-        run = _pick_run(store, key, args.run)
+        run = store.pick_run(key, args.run)
         data = dataset_from_records(store.records(key, run=run))
         reruns = {r: dataset_from_records(store.records(key, run=r)) for r in store.runs(key) if r != run}
-        op_rows = []
         if args.op_db:
             with _open_store(args.op_db) as ops:
                 op_rows = ops.op_timings(key)
         else:
             op_rows = store.op_timings(key)
-    rest_idx, test_idx = split_indices(data.hashes, fraction=args.test_fraction, seed=args.seed)
-    rest = data.subset(rest_idx)
-    if args.train_size is not None:
-        if args.train_size > len(rest):
-            raise UserInputError(f"--train-size {args.train_size}: only {len(rest)} architectures of run {run!r} "
-                                 f"are left for training after holding out {len(test_idx)}")
-        _, pick = split_indices(rest.hashes, n_second=args.train_size, seed=args.seed + 2)
-        rest = rest.subset(pick)
-    if len(rest) < 4 or len(test_idx) < 3:
-        raise UserInputError(f"run {run!r} has {len(data)} architectures: too few to fit and hold out a test split")
-    test = data.subset(test_idx)
-    progress = not (args.json or args.no_progress)
-    lpm, report = fit_dataset(rest, seed=args.seed, platform_row=row, config=config, device=args.device,
-                              progress=progress)
-    cmp = compare_models(lpm, rest, test, network=network_of(row), op_timings=op_rows or None, reruns=reruns,
-                         seed=args.seed, threads=args.threads)
-    lpm.meta["metrics"]["test"] = cmp["test"]["lpm"]
-    lpm.meta["training"]["test_run"] = run
-    lpm.save(out)
-    scatter_png(out / "predicted_vs_measured.png", test.latency_ms,
-                {"LPM": lpm.predict_encodings(test.encodings)},
-                f"{key}\nrun {run!r}: {len(rest)} train, {len(test)} held-out architectures")
+    train, test = holdout_split(data, args.test_fraction, args.train_size, args.seed)
+    exp = fit_experiment(train, test, reruns=reruns, platform_row=row, op_timings=op_rows, config=config,
+                         seed=args.seed, device=args.device, progress=not (args.json or args.no_progress),
+                         threads=args.threads)
     resolved = {"command": "fit", "db": str(args.db), "platform": key, "run": run, "op_db": args.op_db,
-                "train_size": len(rest), "test_fraction": args.test_fraction, "seed": args.seed,
-                "device": args.device, "lpm_config": lpm.config.to_dict()}
-    atomic_write_json(out / "config.json", resolved)
-    result = {"platform": key, "run": run, "lpm": str(out), "fit": report, **cmp,
-              "lut": "calibrated on the training split" if op_rows else "no op timings for this platform"}
-    atomic_write_json(out / "fit_report.json", result)
+                "op_timings": len(op_rows), "train_size": len(train), "test_fraction": args.test_fraction,
+                "seed": args.seed, "device": args.device}
+    result = save_fit_experiment(exp, args.out, resolved,
+                                 f"{key}\nrun {run!r}: {len(train)} train, {len(test)} held-out architectures")
     if args.json:
         print_json(result)
         return 0
-    print(f"fitted on {len(rest)} architectures of run {run!r} ({report['n_val']} of them for early stopping, "
-          f"{report['epochs']} epochs, {report['fit_s']:.1f} s); LPM written to {out}")
-    print(format_table(cmp["test"], f"held-out split of run {run!r}: {len(test)} architectures"))
-    for r, rep in cmp["reruns"].items():
+    print(f"fitted on {len(train)} architectures of run {run!r} ({exp.report['n_val']} of them for early stopping, "
+          f"{exp.report['epochs']} epochs, {exp.report['fit_s']:.1f} s); LPM written to {args.out}")
+    print(format_table(exp.comparison["test"], f"held-out split of run {run!r}: {len(test)} architectures"))
+    for r, rep in exp.comparison["reruns"].items():
         print()
         print(format_table(rep["vs_rerun"], f"against independent run {r!r} on {rep['n']} held-out architectures"))
     if not op_rows:
@@ -121,13 +69,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _load_lpm(args: argparse.Namespace, expect: str | None = None):
     from ladarts.predict import LPM
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        lpm = LPM.load(args.lpm, expect_platform=expect,
-                       allow_platform_mismatch=getattr(args, "allow_platform_mismatch", False))
-    for w in caught:
-        print(f"ladarts: warning: {w.message}", file=sys.stderr)
-    return lpm
+    return LPM.load(args.lpm, expect_platform=expect,
+                    allow_platform_mismatch=getattr(args, "allow_platform_mismatch", False))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -135,6 +78,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     lpm = _load_lpm(args)
     named = [resolve_genotype(spec) for spec in args.genotypes]
+    for name, g in named:
+        message = lpm.support_warning(g)
+        if message:
+            warnings.warn(f"{name}: {message}", LadartsWarning, stacklevel=1)
     enc = encode_many([g for _, g in named])
     ms = lpm.predict_encodings(enc)
     rows = [{"genotype": name, "arch_hash": arch_hash(g), "latency_ms": float(v)} for (name, g), v in zip(named, ms)]
@@ -149,7 +96,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ladarts.predict import LPM, evaluate, format_table
+    from ladarts.predict import LPM, evaluate_lpm, format_table
 
     probe = LPM.load(args.lpm)  # validates the files before the database is opened
     with _open_store(args.db) as store:
@@ -159,11 +106,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             key = store.resolve_platform(args.platform)
         lpm = _load_lpm(args, expect=key)
         if args.run is not None:
-            _pick_run(store, key, args.run)
-        records = store.records(key, run=args.run)
+            store.pick_run(key, args.run)
+        # on the scale the LPM learned (its platform's scale when it was fitted), whichever database the records
+        # come from: their ratios are the measurement, the scale is shared
+        records = store.records(key, run=args.run, ref_ms=(lpm.meta.get("platform") or {}).get("ref_ms"))
     if not records:
         raise UserInputError(f"no latency records for {key} in {args.db}")
-    rep = evaluate(lpm, records)
+    rep = evaluate_lpm(lpm, records)
     rep["lpm"] = str(args.lpm)
     if args.json:
         print_json(rep)
@@ -171,6 +120,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{rep['n_archs']} architectures of {key} (runs {', '.join(rep['runs'])}); excluded "
               f"{rep['n_excluded_seen']} the LPM was fitted on")
         print(format_table({"lpm": rep["metrics"]}))
+        m = rep["metrics"]
+        print(f"scale-free: Kendall τ {m['kendall_tau_b']:.3f}; MAPE after one fitted scale factor "
+              f"({m['scale_factor']:.3f}): {m['mape_scaled_pct']:.2f}%")
     return 0
 
 
@@ -178,7 +130,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ladarts.io import atomic_write_json
     from ladarts.predict import dataset_from_records, format_table, transfer_experiment
 
-    _set_threads(args)
+    from ladarts.runs import set_threads
+
+    set_threads(args.threads)
     lpm = _load_lpm(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -188,7 +142,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         if key == lpm.platform_key:
             raise UserInputError(f"the LPM is already fitted on {key}; transfer targets another platform")
         row = store.platform_row(key)
-        run = _pick_run(store, key, args.run)
+        run = store.pick_run(key, args.run)
         target = dataset_from_records(store.records(key, run=run))
     res = transfer_experiment(lpm, target, args.k, seed=args.seed, platform_row=row, device=args.device)
     tuned = res.pop("lpm")
@@ -229,7 +183,6 @@ def register(add) -> None:
     p = add("predict", cmd_predict, "predict the latency of genotypes with an LPM")
     p.add_argument("--lpm", required=True, help="LPM folder")
     p.add_argument("genotypes", nargs="+", metavar="GENOTYPE", help=GENOTYPE_HELP)
-    p.add_argument("--seed", type=int, default=0, help="unused (prediction is deterministic); accepted for scripts")
     p.add_argument("--json", action="store_true", help="print predictions as JSON (latency in ms)")
 
     p = add("evaluate", cmd_evaluate, "metrics of an LPM on measurements it never saw")
@@ -239,7 +192,6 @@ def register(add) -> None:
     p.add_argument("--run", help="only this run (default: all runs, averaged per architecture)")
     p.add_argument("--allow-platform-mismatch", action="store_true",
                    help="evaluate on another platform anyway (a warning instead of an error)")
-    p.add_argument("--seed", type=int, default=0, help="unused (evaluation is deterministic); accepted for scripts")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
 
     p = add("transfer", cmd_transfer, "adapt an LPM to another platform with K measurements; compare with scratch")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ladarts.cli.common import print_json
+from ladarts.cli.common import add_scale_args, is_main_process, launch_nproc, print_json
 from ladarts.errors import UserInputError
 
 
@@ -15,17 +15,32 @@ def _config(args: argparse.Namespace, out: str, lam: float):
     return SearchConfig(
         out=out, method=args.method, order=args.order, dataset=args.dataset, data_dir=args.data_dir,
         subset=args.subset, input_size=args.input_size, epochs=args.epochs, seed=args.seed, channels=args.channels,
-        cells=args.cells, batch_size=args.batch_size, lpm=args.lpm, lam=lam, target_ms=args.target_ms,
+        cells=args.cells, batch_size=args.batch_size, lam=lam, target_ms=args.target_ms,
         soft_mode=args.soft_mode or DEFAULT_SOFT_MODE, resume=args.resume,
-        progress=not (args.json or args.no_progress) and sys.stderr.isatty(),
-        threads=args.threads,
+        progress=not (args.json or args.no_progress),
+        threads=args.threads, device=args.device, amp=args.amp, sync_bn=args.sync_bn,
     )
+
+
+def _cost(args: argparse.Namespace):
+    """The LPM the search is charged with (loaded here: the search itself takes any Cost)."""
+    if not args.lpm:
+        return None
+    from ladarts.predict import LPM
+
+    return LPM.load(args.lpm)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ladarts.search import run_search
 
-    result = run_search(_config(args, args.out, args.lam).resolved())
+    config = _config(args, args.out, args.lam).resolved()  # bad flags are refused before the LPM is read
+    code = launch_nproc(args, "search", config.batch_size)
+    if code is not None:
+        return code
+    result = run_search(config, cost=_cost(args))
+    if not is_main_process():
+        return 0
     last = result.final
     summary = {"out": str(result.out), "genotype": result.genotype.to_dict(), "val_acc": last.get("val_acc"),
                "lat_derived_ms": last.get("lat_derived_ms"), "lat_alpha_ms": last.get("lat_alpha_ms"),
@@ -33,7 +48,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"search done: {summary['epochs']} epochs, supernet val acc {summary['val_acc']:.4f}")
+    print(f"search done: {summary['epochs']} epochs, supernet val acc {100 * summary['val_acc']:.2f}%")
     if summary["lat_derived_ms"] is not None:
         print(f"derived genotype's predicted latency {summary['lat_derived_ms']:.3f} ms "
               f"(LAT(α) {summary['lat_alpha_ms']:.3f} ms)")
@@ -57,18 +72,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     lambdas = _floats(args.lambdas, "--lambdas")
     seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
-    if any(l < 0 for l in lambdas):
-        raise UserInputError("--lambdas must be non-negative")
     base = _config(args, args.out, 0.0)
+    for lam in lambdas:  # validate every run's settings before the first one starts
+        _config(args, args.out, lam).resolved()
     if not args.lpm:
         raise UserInputError("sweep needs --lpm DIR (the latency model the front is drawn with)")
-    base.resolved()  # validate before the first run
+    import os
+
+    if (args.nproc or 1) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # run_sweep writes the front from every process; distribute each `ladarts search` of the sweep instead
+        raise UserInputError("sweep runs in one process; run its searches with `ladarts search --nproc N` instead")
+    cost = _cost(args)
 
     def announce(lam: float, seed: int) -> None:
         if not args.json:
             print(f"search λ={lam:g} seed={seed}", file=sys.stderr)
 
-    front = run_sweep(base, lambdas, seeds, on_run=announce)
+    front = run_sweep(base, lambdas, seeds, cost=cost, on_run=announce)
     if args.json:
         print_json(front)
     else:
@@ -93,8 +113,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--channels", type=int, default=16, help="supernet initial channels C (default 16)")
     p.add_argument("--cells", type=int, default=8, help="supernet cells L (default 8)")
-    p.add_argument("--batch-size", type=int, help="default 64 (darts) / 256 (pc-darts)")
+    p.add_argument("--batch-size", type=int,
+                   help="the batch of all processes together (default 64 darts, 256 pc-darts)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    add_scale_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (as fit and train)")

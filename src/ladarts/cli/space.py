@@ -32,9 +32,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ladarts.io import atomic_write_text
     from ladarts.space import sample_genotypes
 
-    if args.n < 0:
-        raise UserInputError(f"--n must be non-negative, got {args.n}")
-    lines = [g.to_json() for g in sample_genotypes(args.n, args.seed)]
+    if not 0 <= args.n <= 10_000_000:
+        raise UserInputError(f"--n must be in 0..10000000, got {args.n}")
+    if not 0 <= args.seed < 2**32:
+        raise UserInputError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")
+    lines = [g.to_json() for g in sample_genotypes(args.n, args.seed, args.sampler)]
     text = "".join(line + "\n" for line in lines)
     if args.out:
         atomic_write_text(args.out, text)
@@ -66,6 +68,9 @@ def register(add) -> None:
     p = add("sample", cmd_sample, "print N random architectures of the DARTS space, one JSON object per line")
     p.add_argument("--n", type=int, required=True, help="number of architectures")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--sampler", default="uniform", choices=["uniform", "stratified"],
+                   help="uniform: every edge a uniform primitive (default); stratified: the number of parameter-free "
+                        "edges per cell uniform in 0..8")
     p.add_argument("--out", help="write JSON lines to this file instead of stdout")
 
     p = add("zoo", cmd_zoo, "list the published genotypes")

@@ -4,12 +4,12 @@ from ladarts.data.datasets import (
     CIFAR_MEAN,
     CIFAR_STD,
     DATASETS,
-    Dataset,
+    ImageDataset,
     augment_batch,
     load_dataset,
     split_search,
     subset,
 )
 
-__all__ = ["CIFAR_MEAN", "CIFAR_STD", "DATASETS", "Dataset", "augment_batch", "load_dataset", "split_search",
+__all__ = ["CIFAR_MEAN", "CIFAR_STD", "DATASETS", "ImageDataset", "augment_batch", "load_dataset", "split_search",
            "subset"]

@@ -1,7 +1,9 @@
-"""Datasets shared by search and training: CIFAR-10 (local python batches), scikit-learn digits, synthetic.
+"""Datasets shared by search and training: CIFAR-10 (local python batches), scikit-learn digits, synthetic, and a
+local ImageNet-style folder (:mod:`ladarts.data.imagefolder`, for training).
 
-Every dataset comes as float32 N×C×H×W tensors, already normalised, with int64 labels, split into ``train`` and a
-``test`` part that search never sees. Augmentation runs on batches of tensors (no torchvision here).
+Every in-memory dataset comes as float32 N×C×H×W tensors, already normalised, with int64 labels, split into ``train``
+and a ``test`` part that search never sees. Augmentation runs on batches of tensors (no torchvision here). The folder
+dataset is decoded image by image in loader workers instead.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from ladarts.data.imagefolder import FolderData, ImageFolder, load_imagefolder
 from ladarts.errors import UserInputError
 
-DATASETS = ("digits", "cifar10", "synthetic")
+DATASETS = ("digits", "cifar10", "synthetic", "imagenet")
 #: The reference DARTS normalisation for CIFAR-10.
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -28,7 +31,7 @@ DIGITS_DEFAULT_SIZE = 32
 
 
 @dataclass
-class Dataset:
+class ImageDataset:
     """A normalised image dataset with its train-time augmentation.
 
     ``pad`` is the random-crop padding in pixels (CIFAR: 4 at 32 px), ``flip`` whether horizontal flips are
@@ -104,7 +107,7 @@ def _normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...])
     return (x - torch.tensor(mean).view(1, c, 1, 1)) / torch.tensor(std).view(1, c, 1, 1)
 
 
-def load_cifar10(data_dir: str | Path | None, input_size: int | None = None) -> Dataset:
+def load_cifar10(data_dir: str | Path | None, input_size: int | None = None) -> ImageDataset:
     """CIFAR-10 from a local ``cifar-10-batches-py`` folder (or its parent). Train = the 5 training batches,
     test = the official ``test_batch``."""
     from ladarts.data.cifar_pickle import safe_load_batch
@@ -129,7 +132,7 @@ def load_cifar10(data_dir: str | Path | None, input_size: int | None = None) -> 
     xtr, ytr = load(CIFAR_FILES)
     xte, yte = load(("test_batch",))
     size = int(xtr.shape[-1])
-    return Dataset("cifar10", _tensor_ds(xtr, ytr), _tensor_ds(xte, yte), 10, 3, size, CIFAR_MEAN, CIFAR_STD,
+    return ImageDataset("cifar10", _tensor_ds(xtr, ytr), _tensor_ds(xte, yte), 10, 3, size, CIFAR_MEAN, CIFAR_STD,
                    pad=max(1, round(4 * size / 32)), flip=True, cutout=round(16 * size / 32),
                    meta={"source": str(root), "test": "official test_batch"})
 
@@ -142,7 +145,7 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def load_digits(seed: int = 0, input_size: int | None = None) -> Dataset:
+def load_digits(seed: int = 0, input_size: int | None = None) -> ImageDataset:
     """scikit-learn's digits (1,797 grayscale 8×8 images, 10 classes), upsampled bilinearly to ``input_size``
     (default 32 px). Crop padding scales with the size (4 px at 32), no flips (a mirrored 2 is not a 2),
     cutout 8 px at 32 (a quarter of the side, as CIFAR's 16 of 32 would erase most of a thin digit)."""
@@ -156,13 +159,13 @@ def load_digits(seed: int = 0, input_size: int | None = None) -> Dataset:
     x = _resize(x, size)
     mean, std = (float(x[tr].mean()),), (float(x[tr].std()),)
     x = _normalise(x, mean, std)
-    return Dataset("digits", _tensor_ds(x[tr], y[tr]), _tensor_ds(x[te], y[te]), 10, 1, size, mean, std,
+    return ImageDataset("digits", _tensor_ds(x[tr], y[tr]), _tensor_ds(x[te], y[te]), 10, 1, size, mean, std,
                    pad=max(1, round(4 * size / 32)), flip=False, cutout=round(8 * size / 32),
                    meta={"test": f"stratified {TEST_FRACTION:.0%} split, seed {seed}", "upsampled_from": 8})
 
 
 def load_synthetic(seed: int = 0, input_size: int | None = None, n: int = 240, num_classes: int = 4,
-                   in_channels: int = 3) -> Dataset:
+                   in_channels: int = 3) -> ImageDataset:
     """A tiny learnable dataset for tests: each class is a fixed random pattern plus noise."""
     size = 8 if input_size is None else int(input_size)
     g = torch.Generator().manual_seed(12345)  # the classes are the same for every seed; the split is seeded
@@ -172,14 +175,17 @@ def load_synthetic(seed: int = 0, input_size: int | None = None, n: int = 240, n
     tr, te = _stratified_split(y.numpy(), TEST_FRACTION, seed)
     mean = tuple(0.0 for _ in range(in_channels))
     std = tuple(1.0 for _ in range(in_channels))
-    return Dataset("synthetic", _tensor_ds(x[tr], y[tr]), _tensor_ds(x[te], y[te]), num_classes, in_channels, size,
+    return ImageDataset("synthetic", _tensor_ds(x[tr], y[tr]), _tensor_ds(x[te], y[te]), num_classes, in_channels, size,
                    mean, std, pad=1, flip=False, cutout=0, meta={"test": f"stratified 20% split, seed {seed}"})
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
-                 input_size: int | None = None) -> Dataset:
+                 input_size: int | None = None) -> ImageDataset | FolderData:
     """Load a dataset by name. ``seed`` fixes the stratified test split (digits, synthetic); keep it at 0 so
-    that every search and training run holds out the same test images."""
+    that every search and training run holds out the same test images. ``imagenet`` is a local folder
+    (:func:`ladarts.data.imagefolder.load_imagefolder`), streamed rather than held in memory."""
+    if name == "imagenet":
+        return load_imagefolder(data_dir, input_size)
     if name == "digits":
         return load_digits(seed, input_size)
     if name == "cifar10":
@@ -189,21 +195,24 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
     raise UserInputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def subset(ds: TensorDataset, n: int | None, seed: int) -> TensorDataset:
+def subset(ds: TensorDataset | ImageFolder, n: int | None, seed: int) -> TensorDataset | ImageFolder:
     """A stratified random subset of ``n`` samples (all of them when ``n`` is None or ≥ the size)."""
-    x, y = ds.tensors
+    y = torch.from_numpy(ds.labels) if isinstance(ds, ImageFolder) else ds.tensors[1]
     if n is None or n >= len(y):
         return ds
     if n < 2 * int(y.max()) + 2:
         raise UserInputError(f"--subset {n} is too small: need at least 2 images per class")
     keep, _ = _stratified_split(y.numpy(), 1 - n / len(y), seed)
     keep = keep[:n]
+    if isinstance(ds, ImageFolder):
+        return ds.subset(keep)
+    x = ds.tensors[0]
     return _tensor_ds(x[keep], y[keep])
 
 
-def split_search(ds: Dataset | TensorDataset, seed: int) -> tuple[TensorDataset, TensorDataset]:
+def split_search(ds: ImageDataset | TensorDataset, seed: int) -> tuple[TensorDataset, TensorDataset]:
     """The search's two halves of the training data, stratified and seeded: (w part, α part)."""
-    train = ds.train if isinstance(ds, Dataset) else ds
+    train = ds.train if isinstance(ds, ImageDataset) else ds
     x, y = train.tensors
     a, b = _stratified_split(y.numpy(), 0.5, seed)
     return _tensor_ds(x[a], y[a]), _tensor_ds(x[b], y[b])

@@ -9,58 +9,13 @@ the adds and concats, caches and the runtime's fusion across ops) is the point o
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable
 
 import torch
 
 from ladarts.hardware.platform import Platform
-from ladarts.space.networks import NetworkConfig, build_network
-from ladarts.space.primitives import PRIMITIVES, build_op
-from ladarts.space.zoo import ZOO
-
-#: Primitives a derived edge can be ('none' is never built in a discrete network).
-TIMED_OPS: tuple[str, ...] = tuple(p for p in PRIMITIVES if p != "none")
-
-
-@dataclass(frozen=True)
-class OpPosition:
-    """One primitive at one place in the network: the cell, its kind, the edge stride and the input shape."""
-
-    cell_index: int
-    cell_kind: str  # normal | reduce
-    stride: int
-    op: str
-    shape: tuple[int, int, int]  # (channels, height, width) of the op's input
-
-
-@lru_cache(maxsize=8)
-def cell_input_shapes(network: NetworkConfig) -> tuple[tuple[str, tuple[int, int, int]], ...]:
-    """Per cell: its kind and the (C, H, W) its edges from the two cell inputs see (after preprocessing)."""
-    net = build_network(ZOO["DARTS_V2"], network).eval()
-    shapes: list[tuple[str, tuple[int, int, int]]] = []
-    hooks = [cell.preprocess1.register_forward_hook(
-        lambda m, i, o, kind=("reduce" if cell.reduction else "normal"): shapes.append((kind, tuple(o.shape[1:]))))
-        for cell in net.cells]
-    with torch.no_grad():
-        net(torch.zeros(1, network.in_channels, network.input_size, network.input_size))
-    for h in hooks:
-        h.remove()
-    return tuple(shapes)
-
-
-def op_positions(network: NetworkConfig) -> list[OpPosition]:
-    """Every (cell, stride, primitive) of the network: normal cells stride 1; reduction cells stride 2 on the
-    edges from the cell inputs and stride 1 (at the halved resolution) on the edges between intermediate nodes."""
-    out: list[OpPosition] = []
-    for i, (kind, (c, h, w)) in enumerate(cell_input_shapes(network)):
-        strides = [(1, (c, h, w))] if kind == "normal" else [(2, (c, h, w)), (1, (c, math.ceil(h / 2),
-                                                                                 math.ceil(w / 2)))]
-        for stride, shape in strides:
-            out += [OpPosition(i, kind, stride, op, shape) for op in TIMED_OPS]
-    return out
+from ladarts.space.geometry import OpPosition, op_positions
+from ladarts.space.primitives import build_op
 
 
 def _op_forward(pos: OpPosition, platform: Platform, seed: int = 0) -> tuple[Callable[[], object], Callable[[], None]]:

@@ -2,7 +2,7 @@
 
 Python API (what the demo and the search use)::
 
-    from ladarts.predict import LPM, fit_lpm, evaluate
+    from ladarts.predict import LPM, fit_lpm, evaluate_lpm
 
     lpm, report = fit_lpm(records, seed=0, platform_row=store.platform_row(key))
     #   records: store.records(key, run=...) (one platform); platform_row: meta for the LPM (optional)
@@ -11,23 +11,32 @@ Python API (what the demo and the search use)::
     lpm = LPM.load("lpm/")                   # optional: expect_platform=key, allow_platform_mismatch=False
     ms = lpm(encoding)                       # (2,14,8) → scalar ms; (B,2,14,8) → (B,); differentiable
     lpm.meta["mean_latency_ms"]              # the search divides its latency term by this
-    evaluate(lpm, other_records)             # metrics on architectures it never saw (and how many it left out)
+    evaluate_lpm(lpm, other_records)         # metrics on architectures it never saw (and how many it left out)
 
 Lower level: :func:`fit_dataset`, :func:`dataset_from_records`, :func:`split_indices`, :class:`LPMConfig`,
 :func:`fit_baselines`, :func:`regression_metrics`, :func:`fine_tune`, :func:`transfer_experiment`,
-:func:`soft_behaviour`, :func:`synthetic_records`.
+:func:`soft_behaviour`, :func:`synthetic_records`; the fit experiment of ``ladarts fit`` is
+:mod:`ladarts.predict.experiment`.
 """
 
-from ladarts.predict.baselines import fit_baselines, lut_table, macs_params
-from ladarts.predict.fit import Dataset, dataset_from_records, evaluate, fit_dataset, fit_lpm, split_indices
+from ladarts.predict.baselines import fit_baselines, lut_table
+from ladarts.predict.fit import (
+    LatencyDataset,
+    dataset_from_records,
+    evaluate_lpm,
+    fit_dataset,
+    fit_lpm,
+    split_indices,
+)
 from ladarts.predict.lpm import LPM, LPMConfig
 from ladarts.predict.metrics import format_table, regression_metrics
 from ladarts.predict.softcheck import mass_path, soft_behaviour
 from ladarts.predict.synthetic import additive_table, synthetic_records
 from ladarts.predict.transfer import fine_tune, recalibrate, transfer_experiment
+from ladarts.space.costs import macs_params
 
 __all__ = [
-    "LPM", "LPMConfig", "Dataset", "additive_table", "dataset_from_records", "evaluate", "fine_tune",
+    "LPM", "LPMConfig", "LatencyDataset", "additive_table", "dataset_from_records", "evaluate_lpm", "fine_tune",
     "fit_baselines", "fit_dataset", "fit_lpm", "format_table", "lut_table", "macs_params", "mass_path",
     "recalibrate", "regression_metrics", "soft_behaviour", "split_indices", "synthetic_records",
     "transfer_experiment",

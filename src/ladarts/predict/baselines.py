@@ -11,100 +11,21 @@
 * ``ridge_encoding``: a ridge regression on the encoding (log latency): a per-edge-primitive cost learned from
   the measurements instead of timed, i.e. a learned lookup table.
 
-MACs and parameters are additive over the edges (both count only the ops' own layers), so they are computed
-from per-position tables: ``fixed + <table, encoding>``, checked against ``count_macs``/``count_params``.
+MACs and parameters come from the per-edge tables of :mod:`ladarts.space.costs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ladarts.errors import UserInputError
-from ladarts.space.encoding import EDGES, ENCODING_SHAPE, encode
-from ladarts.space.networks import NetworkConfig, build_network, count_macs, count_params
-from ladarts.space.primitives import PRIMITIVES
-from ladarts.space.zoo import ZOO
+from ladarts.space.costs import macs_params, table_from_positions
+from ladarts.space.networks import NetworkConfig
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, 2, 14, 8) encodings → (N,) ms
-
-
-def edge_stride(cell: int, edge: int) -> int:
-    """Stride of edge ``edge`` in cell type ``cell`` (0 normal, 1 reduce): 2 on a reduction cell's input edges."""
-    return 2 if cell == 1 and EDGES[edge][1] < 2 else 1
-
-
-def table_from_positions(values: dict[tuple[int, int, str], float], network: NetworkConfig) -> np.ndarray:
-    """(2, 14, 8) table: for each cell type, edge and primitive, the sum over the network's cells of that type of
-    ``values[(cell_index, stride, op)]``. <table, one-hot encoding> is the network total."""
-    from ladarts.hardware.optimings import cell_input_shapes
-
-    kinds = [k for k, _ in cell_input_shapes(network)]
-    table = np.zeros(ENCODING_SHAPE)
-    for c, kind in enumerate(("normal", "reduce")):
-        cells = [i for i, k in enumerate(kinds) if k == kind]
-        for e in range(len(EDGES)):
-            s = edge_stride(c, e)
-            for p, op in enumerate(PRIMITIVES):
-                if op == "none":
-                    continue
-                missing = [i for i in cells if (i, s, op) not in values]
-                if missing:
-                    raise UserInputError(f"no op timing for {op} at stride {s} in cell {missing[0]}; "
-                                         f"time the ops first (ladarts.hardware.optimings.time_op_table)")
-                table[c, e, p] = sum(values[(i, s, op)] for i in cells)
-    return table
-
-
-@lru_cache(maxsize=8)
-def cost_tables(network: NetworkConfig) -> dict[str, Any]:
-    """Per-position MACs and parameters of each primitive, and the network's fixed part, as (2, 14, 8) tables."""
-    macs: dict = {}
-    params: dict = {}
-    ref = ZOO["DARTS_V2"]
-    with one_thread():  # hundreds of tiny forwards: extra threads only contend
-        _count_ops(network, macs, params)
-        total_macs, total_params = count_macs(build_network(ref, network)), count_params(build_network(ref, network))
-    t_macs, t_params = table_from_positions(macs, network), table_from_positions(params, network)
-    enc = encode(ref).double().numpy()
-    return {"macs": t_macs, "params": t_params, "macs_fixed": float(total_macs - (t_macs * enc).sum()),
-            "params_fixed": float(total_params - (t_params * enc).sum())}
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one intra-op thread for the block (small work on a shared machine), then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _count_ops(network: NetworkConfig, macs: dict, params: dict) -> None:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ladarts.hardware.optimings import op_positions
-    from ladarts.space.primitives import build_op
-
-    for pos in op_positions(network):
-        op = build_op(pos.op, pos.shape[0], pos.stride).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            op(torch.zeros(1, *pos.shape))
-        macs[(pos.cell_index, pos.stride, pos.op)] = counter.get_total_flops() // 2
-        params[(pos.cell_index, pos.stride, pos.op)] = sum(p.numel() for p in op.parameters())
-
-
-def macs_params(encodings: np.ndarray, network: NetworkConfig) -> tuple[np.ndarray, np.ndarray]:
-    """MACs (batch 1) and parameter count of each encoded architecture on ``network``."""
-    t = cost_tables(network)
-    e = np.asarray(encodings, dtype=float).reshape(len(encodings), -1)
-    return e @ t["macs"].ravel() + t["macs_fixed"], e @ t["params"].ravel() + t["params_fixed"]
 
 
 def lut_table(op_timings: list[dict[str, Any]], network: NetworkConfig, field: str = "median_ms") -> np.ndarray:

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ladarts.errors import UserInputError
 from ladarts.predict.baselines import fit_baselines
-from ladarts.predict.fit import Dataset
-from ladarts.predict.lpm import LPM, json_safe
+from ladarts.predict.fit import LatencyDataset
+from ladarts.io import json_safe
+from ladarts.predict.lpm import LPM
 from ladarts.predict.metrics import regression_metrics
 from ladarts.space.networks import NetworkConfig
 
@@ -21,8 +23,19 @@ def network_of(platform_row: dict[str, Any] | None) -> NetworkConfig | None:
     return NetworkConfig(**settings["network"]) if settings.get("network") else None
 
 
-def compare_models(lpm: LPM, train: Dataset, test: Dataset, *, network: NetworkConfig | None = None,
-                   op_timings: list[dict[str, Any]] | None = None, reruns: dict[str, Dataset] | None = None,
+def noise_floor(test: LatencyDataset, rerun: LatencyDataset) -> dict[str, Any]:
+    """The test run as a predictor of an independent re-run, on the architectures both hold: what no model of the
+    test run can beat on the re-run."""
+    pos = {h: i for i, h in enumerate(test.hashes)}
+    common = [(pos[h], j) for j, h in enumerate(rerun.hashes) if h in pos]
+    if len(common) < 3:
+        raise UserInputError(f"only {len(common)} architectures in both runs; need at least 3")
+    ti, ri = np.array([c[0] for c in common]), np.array([c[1] for c in common])
+    return regression_metrics(test.latency_ms[ti], rerun.latency_ms[ri])
+
+
+def compare_models(lpm: LPM, train: LatencyDataset, test: LatencyDataset, *, network: NetworkConfig | None = None,
+                   op_timings: list[dict[str, Any]] | None = None, reruns: dict[str, LatencyDataset] | None = None,
                    seed: int = 0, baselines: bool = True, threads: int | None = None) -> dict[str, Any]:
     """Metrics of the LPM and every baseline on ``test`` (the run they were split from), and on each
     independent re-run in ``reruns`` over the test architectures it holds, beside that re-run's own error
@@ -44,7 +57,7 @@ def compare_models(lpm: LPM, train: Dataset, test: Dataset, *, network: NetworkC
         ti, ri = np.array([c[0] for c in common]), np.array([c[1] for c in common])
         y_rerun, y_test = data.latency_ms[ri], test.latency_ms[ti]
         rows = {name: regression_metrics(p[ti], y_rerun) for name, p in preds.items()}
-        rows["noise_floor (test run predicts re-run)"] = regression_metrics(y_test, y_rerun)
+        rows["noise_floor (test run predicts re-run)"] = noise_floor(test, data)
         both = np.sqrt(y_rerun * y_test)
         out["reruns"][run] = {
             "n": len(common), "vs_rerun": rows,

@@ -6,6 +6,7 @@ made by architecture, so an architecture is never on both sides of a split.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -13,14 +14,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ladarts import limits
 from ladarts.errors import UserInputError
-from ladarts.predict.lpm import LPM, LPMConfig, json_safe, train_lpm
+from ladarts.io import json_safe
+from ladarts.limits import check_int
+from ladarts.predict.lpm import LPM, LPMConfig
+from ladarts.predict.training import train_lpm
 from ladarts.predict.metrics import regression_metrics
 from ladarts.space.encoding import ENCODING_VERSION, encode_many
 
 
 @dataclass
-class Dataset:
+class LatencyDataset:
     """One platform's latencies, one entry per architecture: hashes, genotypes, encodings, latency (ms)."""
 
     hashes: list[str]
@@ -33,16 +38,26 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.hashes)
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "Dataset":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "LatencyDataset":
         idx = np.asarray(idx, dtype=int)
-        return Dataset([self.hashes[i] for i in idx], [self.genotypes[i] for i in idx], self.encodings[idx],
+        return LatencyDataset([self.hashes[i] for i in idx], [self.genotypes[i] for i in idx], self.encodings[idx],
                        self.latency_ms[idx], self.platform, self.runs)
 
     def by_hash(self) -> dict[str, float]:
         return dict(zip(self.hashes, self.latency_ms.tolist()))
 
 
-def dataset_from_records(records: Sequence[Any]) -> Dataset:
+#: What a measured latency can be: from 0.1 µs (less is not a network forward) to a day (more is not a timing).
+LATENCY_RANGE_MS = (1e-4, 8.64e7)
+
+
+def _plausible(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and LATENCY_RANGE_MS[0] <= value <= LATENCY_RANGE_MS[1]
+
+
+def dataset_from_records(records: Sequence[Any]) -> LatencyDataset:
     """Group records (``hardware.store.Record``) by architecture; several runs → their geometric mean latency."""
     if not records:
         raise UserInputError("no latency records to use")
@@ -52,9 +67,13 @@ def dataset_from_records(records: Sequence[Any]) -> Dataset:
     groups: dict[str, list[float]] = {}
     genotypes: dict[str, Any] = {}
     runs: list[str] = []
+    bad = [r for r in records if not _plausible(r.latency_ms)]
+    if bad:
+        shown = ", ".join(f"{r.arch_hash} (run {r.run!r}: {r.latency_ms!r:.12})" for r in bad[:3])
+        raise UserInputError(f"{len(bad)} of {len(records)} records have impossible latencies (not a number, or "
+                             f"outside {LATENCY_RANGE_MS[0]:g}..{LATENCY_RANGE_MS[1]:g} ms): {shown}"
+                             f"{', ...' if len(bad) > 3 else ''}; re-measure or remove them")
     for r in records:
-        if not (r.latency_ms > 0):
-            raise UserInputError(f"record {r.arch_hash} run {r.run!r} has a non-positive latency {r.latency_ms}")
         groups.setdefault(r.arch_hash, []).append(float(r.latency_ms))
         genotypes.setdefault(r.arch_hash, r.genotype)
         if r.run not in runs:
@@ -62,7 +81,7 @@ def dataset_from_records(records: Sequence[Any]) -> Dataset:
     hashes = list(groups)
     lat = np.array([float(np.exp(np.mean(np.log(groups[h])))) for h in hashes])
     gens = [genotypes[h] for h in hashes]
-    return Dataset(hashes, gens, encode_many(gens), lat, platforms.pop(), runs)
+    return LatencyDataset(hashes, gens, encode_many(gens), lat, platforms.pop(), runs)
 
 
 def split_indices(hashes: Sequence[str], fraction: float | None = None, n_second: int | None = None,
@@ -70,6 +89,7 @@ def split_indices(hashes: Sequence[str], fraction: float | None = None, n_second
     """A reproducible split by architecture: ``n_second`` (or ``fraction`` of them) go to the second part.
 
     Depends only on the set of hashes and the seed, not on record order."""
+    check_int("--seed", seed, limits.SEED)
     order = np.argsort(np.asarray(hashes))
     perm = order[np.random.default_rng(seed).permutation(len(hashes))]
     k = n_second if n_second is not None else int(round(len(hashes) * (fraction or 0.0)))
@@ -86,13 +106,14 @@ def platform_meta(platform_row: dict[str, Any] | None, key: str | None) -> dict[
             "ref_ms": platform_row.get("ref_ms")}
 
 
-def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
+def fit_dataset(data: LatencyDataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
                 config: LPMConfig | None = None, device: str = "cpu", progress: bool = False,
                 init: LPM | None = None, anchor_weight: float = 0.0, lr: float | None = None,
                 max_epochs: int | None = None, renormalise: bool = False, staged: bool | None = None,
                 prior_ridge: float | None = None) -> tuple[LPM, dict[str, Any]]:
-    """Fit an LPM on a :class:`Dataset` (see :func:`fit_lpm`). ``init``: start from this LPM's weights (and its
+    """Fit an LPM on a :class:`LatencyDataset` (see :func:`fit_lpm`). ``init``: start from this LPM's weights (and its
     normalisation, unless ``renormalise``) instead of a fresh one."""
+    check_int("--seed", seed, limits.SEED)
     if len(data) < 4:
         raise UserInputError(f"need at least 4 architectures to fit an LPM, got {len(data)}")
     if platform_row is not None and data.platform is not None and platform_row["key"] != data.platform:
@@ -129,6 +150,7 @@ def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | 
         "encoding_version": ENCODING_VERSION,
         "target": "latency_ms: the store's drift-corrected latency, in ms",
         "mean_latency_ms": float(np.mean(data.latency_ms)),
+        "support": fitted_support(data),
         "training": training,
         "metrics": metrics,
     })
@@ -136,6 +158,16 @@ def fit_dataset(data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | 
     report.update(platform=pm["key"], mean_latency_ms=float(np.mean(data.latency_ms)), metrics=metrics,
                   config=model.config.to_dict())
     return model, json_safe(report)
+
+
+def fitted_support(data: LatencyDataset) -> dict[str, Any]:
+    """What the LPM saw: the range of parameter-free edges per cell and of latencies. Outside it the LPM
+    extrapolates (a latency-aware search goes there: see :mod:`ladarts.space.sampling`)."""
+    from ladarts.space.sampling import parameter_free_count
+
+    free = {kind: [parameter_free_count(getattr(g, kind)) for g in data.genotypes] for kind in ("normal", "reduce")}
+    return {"parameter_free": {k: [min(v), max(v)] for k, v in free.items()},
+            "latency_ms": [float(data.latency_ms.min()), float(data.latency_ms.max())]}
 
 
 def fit_lpm(records: Sequence[Any], *, seed: int = 0, platform_row: dict[str, Any] | None = None,
@@ -153,7 +185,7 @@ def fit_lpm(records: Sequence[Any], *, seed: int = 0, platform_row: dict[str, An
                        device=device, progress=progress)
 
 
-def evaluate(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) -> dict[str, Any]:
+def evaluate_lpm(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) -> dict[str, Any]:
     """Metrics of ``lpm`` on ``records``, leaving out architectures it was fitted on (and saying how many)."""
     data = dataset_from_records(records)
     seen = set((lpm.meta.get("training") or {}).get("arch_hashes") or []) if exclude_seen else set()

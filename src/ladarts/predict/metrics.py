@@ -12,13 +12,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-METRIC_KEYS = ("n", "mape_pct", "rmse_ms", "max_abs_err_ms", "max_ape_pct", "within_5_pct", "within_10_pct",
-               "kendall_tau_b", "spearman_rho")
-
-
 def regression_metrics(predicted: Any, measured: Any) -> dict[str, float]:
     """MAPE (%, against the measurement), RMSE and max error (ms), share within ±5%/±10% (%), Kendall τ-b and
-    Spearman ρ. Rank statistics are NaN when fewer than 3 points or a constant side make them undefined."""
+    Spearman ρ, and the MAPE after one fitted scale factor. Rank statistics are NaN when fewer than 3 points or a
+    constant side make them undefined."""
     p = np.asarray(predicted, dtype=float).ravel()
     m = np.asarray(measured, dtype=float).ravel()
     if p.shape != m.shape:
@@ -29,6 +26,7 @@ def regression_metrics(predicted: Any, measured: Any) -> dict[str, float]:
         raise ValueError("measured latencies must be positive")
     err = p - m
     ape = np.abs(err) / m
+    c = np.median(m / p) if np.all(p > 0) else float("nan")
     ranked = p.size >= 3 and np.ptp(p) > 0 and np.ptp(m) > 0
     return {
         "n": int(p.size),
@@ -40,6 +38,11 @@ def regression_metrics(predicted: Any, measured: Any) -> dict[str, float]:
         "within_10_pct": float(100 * np.mean(ape <= 0.10)),
         "kendall_tau_b": float(stats.kendalltau(p, m, variant="b").statistic) if ranked else float("nan"),
         "spearman_rho": float(stats.spearmanr(p, m).statistic) if ranked else float("nan"),
+        # scale-free: what is left after one factor c = median(measured / predicted), the definition of
+        # ladarts.hardware.noise.scale_free (a constant factor is a different reference latency, not an error
+        # in the ranking or spacing)
+        "scale_factor": float(c),
+        "mape_scaled_pct": float(100 * np.mean(np.abs(c * p - m) / m)),
     }
 
 

@@ -1,4 +1,4 @@
-"""Predicted-vs-measured scatter (matplotlib, Agg backend: works headless)."""
+"""Predicted-vs-measured scatter (through :mod:`ladarts.plotting`: headless, atomic)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import numpy as np
 def scatter_png(path: str | os.PathLike, measured: Sequence[float], predicted: dict[str, Sequence[float]],
                 title: str) -> None:
     """One panel: each model's predictions against the measurement, with y = x and a ±10% band. Atomic write."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ladarts.io import atomic_write
+    from ladarts.plotting import figure, save_png
 
     m = np.asarray(measured, dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=110)
+    fig, ax = figure(figsize=(5.5, 5.0), dpi=110)
     lo, hi = float(m.min()) * 0.9, float(m.max()) * 1.1
     for name, p in predicted.items():
         ax.scatter(m, np.asarray(p, dtype=float), s=9, alpha=0.6, label=name)
@@ -33,12 +28,4 @@ def scatter_png(path: str | os.PathLike, measured: Sequence[float], predicted: d
     ax.set_ylabel("predicted latency (ms)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png")
-
-    try:
-        atomic_write(path, write)
-    finally:
-        plt.close(fig)
+    save_png(fig, path)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ladarts.hardware.store import Record
+from ladarts.hardware.records import Record
 from ladarts.space.encoding import ENCODING_SHAPE, arch_hash, encode_many
 from ladarts.space.primitives import PRIMITIVES
 from ladarts.space.sampling import sample_genotypes

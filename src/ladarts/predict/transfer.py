@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from ladarts.errors import UserInputError
-from ladarts.predict.fit import Dataset, fit_dataset, split_indices
-from ladarts.predict.lpm import LPM, LPMConfig, json_safe
+from ladarts.predict.fit import LatencyDataset, fit_dataset, split_indices
+from ladarts.io import json_safe
+from ladarts.predict.lpm import LPM, LPMConfig
 from ladarts.predict.metrics import regression_metrics
 
 
-def recalibrate(lpm: LPM, data: Dataset, shrink: float = 2.0) -> LPM:
+def recalibrate(lpm: LPM, data: LatencyDataset, shrink: float = 2.0) -> LPM:
     """A copy of ``lpm`` whose output (in its target space: log-ms or ms) is mapped by ``a·t(ŷ) + b`` fitted on
     ``data``; the slope is shrunk towards 1 in log space, towards the ratio of means in ms space."""
     with torch.no_grad():
@@ -46,11 +47,11 @@ def recalibrate(lpm: LPM, data: Dataset, shrink: float = 2.0) -> LPM:
 PRIOR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-def choose_prior(cal: LPM, data: Dataset, grid: tuple[float, ...] = PRIOR_GRID, folds: int = 5,
+def choose_prior(cal: LPM, data: LatencyDataset, grid: tuple[float, ...] = PRIOR_GRID, folds: int = 5,
                  seed: int = 0) -> tuple[float, dict[float, float]]:
     """Pick the strength of the pull towards the source's linear term by K-fold cross-validation on the K
     records (closed-form fits: free). Strong when the source's costs predict the target, weak when they do not."""
-    from ladarts.predict.lpm import _fit_linear_closed_form
+    from ladarts.predict.training import fit_linear_closed_form
 
     x = data.encodings.reshape(len(data), -1).float()
     y = torch.from_numpy(data.latency_ms)
@@ -66,7 +67,7 @@ def choose_prior(cal: LPM, data: Dataset, grid: tuple[float, ...] = PRIOR_GRID, 
             tr = np.setdiff1d(order, part)
             m = LPM(cal.config)
             m.load_state_dict(cal.state_dict())
-            _fit_linear_closed_form(m, x[tr], z[tr], r[tr], ridge=lam, towards_current=True)
+            fit_linear_closed_form(m, x[tr], z[tr], r[tr], ridge=lam, towards_current=True)
             with torch.no_grad():
                 p = m(data.encodings[part]).double().numpy()
             err += list(np.abs((p - data.latency_ms[part]) / data.latency_ms[part]))
@@ -74,7 +75,7 @@ def choose_prior(cal: LPM, data: Dataset, grid: tuple[float, ...] = PRIOR_GRID, 
     return min(scores, key=scores.get), scores
 
 
-def fine_tune(lpm: LPM, data: Dataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
+def fine_tune(lpm: LPM, data: LatencyDataset, *, seed: int = 0, platform_row: dict[str, Any] | None = None,
               anchor_weight: float = 1e-3, prior_ridge: float | None = None,
               device: str = "cpu") -> tuple[LPM, dict[str, Any]]:
     """Adapt ``lpm`` (fitted on another platform) to ``data`` from the target platform.
@@ -107,7 +108,7 @@ def fine_tune(lpm: LPM, data: Dataset, *, seed: int = 0, platform_row: dict[str,
     return model, report
 
 
-def transfer_experiment(lpm: LPM, target: Dataset, k: int, *, seed: int = 0,
+def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int = 0,
                         platform_row: dict[str, Any] | None = None, scratch_config: LPMConfig | None = None,
                         device: str = "cpu") -> dict[str, Any]:
     """K random target records adapt ``lpm``; the rest evaluate it beside the scratch model and the source as-is.

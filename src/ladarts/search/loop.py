@@ -1,13 +1,19 @@
 """The search run: data, supernet, bilevel loop, per-epoch log and checkpoint, resume.
 
-``run_search(SearchConfig(...))`` is the Python API (the CLI is a thin layer over it). A run folder holds
-``config.json`` (resolved, including the cost used), ``log.jsonl`` (one record per epoch), ``checkpoint.pt``
-(written after every epoch; loads with ``torch.load(weights_only=True)``) and, at the end, ``genotype.json``.
+``run_search(SearchConfig(...), cost=...)`` is the Python API (the CLI is a thin layer over it: it loads the LPM
+and passes it as ``cost``). A run folder (:mod:`ladarts.runs`) holds ``config.json`` (resolved, including the
+cost used), ``log.jsonl`` (one record per epoch), ``checkpoint.pt`` and, at the end, ``genotype.json``.
+
+Under torchrun (:mod:`ladarts.distributed`) each rank takes its shard of every epoch's two permutations
+(DistributedSampler's drop_last semantics) and an equal part of each step's batch (``batch_size`` is the batch of all
+processes together); the weight step goes through DDP, the α step averages its gradients across ranks (see
+:mod:`ladarts.search.architect`), and α, β and the weights are checked bit-identical on every rank after each epoch.
+BatchNorm keeps per-rank batch statistics, as the reference (one GPU, or DataParallel) did, unless ``sync_bn`` (CUDA
+only); the running statistics are rank 0's (DDP broadcasts them before each forward). Rank 0 writes the folder.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -16,23 +22,34 @@ from typing import Any, Callable
 
 import torch
 
-from ladarts.errors import LadartsError, UserInputError
-from ladarts.io import atomic_write, atomic_write_json, atomic_write_text
-from ladarts.search.architect import Architect, NonFiniteLoss, weight_step
-from ladarts.search.objectives import DEFAULT_SOFT_MODE, Cost, LatencyObjective, genotype_latency
+from ladarts.distributed import setup
+from ladarts.errors import UserInputError
+from ladarts.limits import check_float, check_int, check_run_fields
+from ladarts.runs import (
+    NonFiniteLoss,
+    Precision,
+    RunFolder,
+    check_precision,
+    epoch_generator,
+    evaluate_classifier,
+    is_terminal,
+    progress_bar,
+    rank_generator,
+    seed_rank,
+    set_threads,
+    to_device,
+    use_fast_kernels,
+)
+from ladarts.search.architect import Architect, weight_step
+from ladarts.search.objectives import DEFAULT_SOFT_MODE, Cost, LatencyObjective, check_objective, genotype_latency
 from ladarts.space.genotype import Genotype
-from ladarts.space.soft import SOFT_MODES
 from ladarts.space.supernet import METHODS, Supernet
-from ladarts.train.trainer import evaluate
 
-CHECKPOINT_VERSION = 1
 #: Reference defaults per method (DARTS train_search.py; PC-DARTS train_search.py).
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "darts": {"batch_size": 64, "lr": 0.025, "lr_min": 0.001, "arch_lr": 3e-4, "warmup_fraction": 0.0},
     "pc-darts": {"batch_size": 256, "lr": 0.1, "lr_min": 0.0, "arch_lr": 6e-4, "warmup_fraction": 15 / 50},
 }
-# Fields that may differ between a run and its resumption.
-_RESUME_FREE = {"resume", "progress", "threads", "out"}
 
 
 @dataclass
@@ -61,15 +78,17 @@ class SearchConfig:
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
     warmup_epochs: int | None = None
-    lpm: str | None = None
     lam: float = 0.0
     target_ms: float | None = None
     soft_mode: str = DEFAULT_SOFT_MODE
     tau: float = 0.05
     latency_scale_ms: float | None = None
     resume: bool = False
-    progress: bool = False
+    progress: bool = True
     threads: int | None = None
+    device: str = "cpu"
+    amp: str | None = None
+    sync_bn: bool = False
     cost_info: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "SearchConfig":
@@ -78,26 +97,32 @@ class SearchConfig:
             raise UserInputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.order not in (1, 2):
             raise UserInputError(f"--order must be 1 or 2, got {self.order}")
-        if self.soft_mode not in SOFT_MODES:
-            raise UserInputError(f"unknown soft encoding {self.soft_mode!r}; choose one of {', '.join(SOFT_MODES)}")
-        for name in ("epochs", "channels", "cells"):
-            if getattr(self, name) < 1:
-                raise UserInputError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.cells < 3:
-            raise UserInputError(f"--cells must be at least 3 (the supernet has two reduction cells), got {self.cells}")
-        if self.lam < 0 or not math.isfinite(self.lam):
-            raise UserInputError(f"--lambda must be a non-negative number, got {self.lam}")
-        if self.target_ms is not None and not self.target_ms > 0:
-            raise UserInputError(f"--target-ms must be positive, got {self.target_ms}")
-        if self.subset is not None and self.subset < 1:
-            raise UserInputError(f"--subset must be positive, got {self.subset}")
+        check_objective(self.lam, self.target_ms, self.soft_mode)
+        check_run_fields(self, optional={"threads", "subset", "batch_size", "input_size"})  # None: the default
+        if self.input_size is not None and self.input_size % 4:
+            raise UserInputError(f"--input-size must be divisible by 4 (the supernet halves it twice), got "
+                                 f"{self.input_size}")
+        check_int("partial_channels", self.partial_channels, (1, 64))
+        check_int("--warmup-epochs", self.warmup_epochs, (0, self.epochs), optional=True)
+        for name in ("lr", "lr_min", "arch_lr"):
+            check_float(name, getattr(self, name), optional=True)
+        check_float("momentum", self.momentum, hi=1.0)
+        check_float("weight_decay", self.weight_decay)
+        check_float("arch_weight_decay", self.arch_weight_decay)
+        check_float("grad_clip", self.grad_clip, lo_open=True)
+        check_float("tau", self.tau, lo_open=True)
+        check_float("latency_scale_ms", self.latency_scale_ms, lo_open=True, optional=True)
+        check_precision(self.amp, self.sync_bn, self.device, self.order)
+        if self.dataset == "imagenet":
+            raise UserInputError("search holds its data in memory; the imagenet folder is streamed for `ladarts "
+                                 "train` only")
         d = METHOD_DEFAULTS[self.method]
         k = self.partial_channels if self.method == "pc-darts" else 1
-        if self.channels % k or (2 * self.channels) % k:
+        if self.channels % k:
             raise UserInputError(f"--channels {self.channels} is not divisible by the partial-channel K={k}")
         r = replace(
             self,
-            batch_size=self.batch_size or d["batch_size"],
+            batch_size=d["batch_size"] if self.batch_size is None else self.batch_size,
             lr=d["lr"] if self.lr is None else self.lr,
             lr_min=d["lr_min"] if self.lr_min is None else self.lr_min,
             arch_lr=d["arch_lr"] if self.arch_lr is None else self.arch_lr,
@@ -105,8 +130,8 @@ class SearchConfig:
                            else self.warmup_epochs),
             arch_betas=tuple(self.arch_betas),
         )
-        if r.batch_size < 2:
-            raise UserInputError(f"--batch-size must be at least 2, got {r.batch_size}")
+        if not r.lr > 0 or not r.arch_lr > 0:
+            raise UserInputError(f"the learning rates must be positive, got lr {r.lr}, arch lr {r.arch_lr}")
         return r
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,73 +162,14 @@ def lr_at(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
-def load_cost(lpm_dir: str) -> Any:
-    """Load an LPM folder (``ladarts.predict``, imported only here)."""
-    try:
-        from ladarts.predict import LPM
-    except ImportError as e:  # pragma: no cover - depends on the predict package being installed
-        raise LadartsError(f"--lpm needs ladarts.predict, which is not available ({e})") from None
-    if not Path(lpm_dir).is_dir():
-        raise UserInputError(f"--lpm {lpm_dir}: not a folder")
-    return LPM.load(lpm_dir)
-
-
-def _describe_cost(cost: Any, lpm_dir: str | None) -> dict[str, Any]:
-    meta = dict(getattr(cost, "meta", {}) or {})
-    info: dict[str, Any] = {"kind": "lpm" if lpm_dir else type(cost).__name__, "path": lpm_dir,
-                            "mean_latency_ms": meta.get("mean_latency_ms")}
-    if hasattr(cost, "platform_key"):
-        info["platform_key"] = str(cost.platform_key)
-    if "kind" in meta:
-        info["name"] = meta["kind"]
-    return info
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """Each epoch's shuffling and augmentation draw from their own seeded stream, so a resumed run replays them."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def _round_list(t: torch.Tensor | None, nd: int = 6) -> Any:
+    return None if t is None else [[round(float(v), nd) for v in row]
+                                   for row in t.detach().cpu().reshape(-1, t.shape[-1])]
 
 
 def _batches(n: int, batch_size: int, perm: torch.Tensor) -> list[torch.Tensor]:
     idx = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
     return [b for b in idx if len(b) >= 2]  # a batch of one would break train-mode BN
-
-
-def _save_checkpoint(path: Path, epoch: int, model: Supernet, w_opt: torch.optim.Optimizer,
-                     architect: Architect, config: SearchConfig) -> None:
-    state = {
-        "version": CHECKPOINT_VERSION,
-        "epoch": epoch,  # epochs completed
-        "model": model.state_dict(),
-        "w_optimizer": w_opt.state_dict(),
-        "arch_optimizer": architect.optimizer.state_dict(),
-        "rng_torch": torch.get_rng_state(),
-        "config_json": json.dumps(config.to_dict(), sort_keys=True),
-    }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A search checkpoint, loaded without unpickling anything but tensors and plain containers."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
-        raise UserInputError(f"{path}: not a loadable search checkpoint ({e.__class__.__name__}: {e})") from None
-
-
-def _read_log(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] < upto_epoch]
-
-
-def _write_log(path: Path, records: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
-def _round_list(t: torch.Tensor | None, nd: int = 6) -> Any:
-    return None if t is None else [[round(float(v), nd) for v in row] for row in t.detach().reshape(-1, t.shape[-1])]
 
 
 EpochHook = Callable[[int, dict[str, Any]], None]
@@ -213,42 +179,36 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
                on_step: Callable[[int, int], None] | None = None) -> SearchResult:
     """Run (or resume) a search and return its derived genotype and per-epoch log.
 
-    ``cost``: any differentiable ``cost(encoding) -> ms`` (an LPM, a :class:`~ladarts.search.TableCost`, ...);
-    if None, ``config.lpm`` is loaded; with neither, the search is plain DARTS / PC-DARTS. ``on_epoch_end(epoch,
+    ``cost``: the hardware cost (:class:`~ladarts.search.objectives.Cost`: an LPM, a
+    :class:`~ladarts.search.TableCost`, ...); without it the search is plain DARTS / PC-DARTS. ``on_epoch_end(epoch,
     record)`` is called after each epoch's checkpoint; ``on_step(epoch, step)`` before each step (for tests).
     """
     from ladarts.data import load_dataset, split_search, subset
 
     cfg = config.resolved()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cost is None and cfg.lpm:
-        cost = load_cost(cfg.lpm)
+    if cost is not None and not isinstance(cost, Cost):
+        raise TypeError(f"cost must follow the Cost protocol (call, meta, describe()), got {type(cost).__name__}")
     if cost is None and (cfg.lam > 0 or cfg.target_ms is not None):
         raise UserInputError("--lambda/--target-ms need a latency model: pass --lpm DIR")
-    cfg = replace(cfg, cost_info=_describe_cost(cost, cfg.lpm) if cost is not None else {})
     objective = (LatencyObjective(cost, cfg.lam, cfg.soft_mode, cfg.target_ms, cfg.latency_scale_ms, cfg.tau)
                  if cost is not None else None)
-    if objective is not None:
-        cfg.cost_info.update(objective.describe())
+    cfg = replace(cfg, cost_info=objective.describe() if objective is not None else {})
+    set_threads(cfg.threads)
+    ctx = setup(cfg.device)
+    use_fast_kernels(ctx.device)
+    world = ctx.world_size
+    if cfg.batch_size % world or cfg.batch_size // world < 2:
+        raise UserInputError(f"--batch-size {cfg.batch_size} is the batch of all {world} processes together: it must "
+                             f"split into equal parts of at least 2")
+    batch = cfg.batch_size // world  # this rank's part of each step's batch
+    run_config = {**cfg.to_dict(), "world_size": world}
 
-    out = Path(cfg.out)
-    ckpt_path, log_path, cfg_path = out / "checkpoint.pt", out / "log.jsonl", out / "config.json"
-    start_epoch, records = 0, []
-    if cfg.resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        old = SearchConfig.from_dict(json.loads(ckpt["config_json"]))
-        diff = [k for k, v in cfg.to_dict().items() if k not in _RESUME_FREE and old.to_dict().get(k) != v]
-        if diff:
-            raise UserInputError(f"--resume: the run in {out} was started with different {', '.join(diff)}")
-        start_epoch = int(ckpt["epoch"])
-        records = _read_log(log_path, start_epoch)
-    elif not cfg.resume and (ckpt_path.exists() or (out / "genotype.json").exists()):
-        raise UserInputError(f"{out} already holds a search run; pass --resume or choose another --out")
-    else:
-        ckpt = None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, {**cfg.to_dict(), "data_split_seed": 0})
+    folder = RunFolder(cfg.out, "search", final="genotype.json", ctx=ctx)
+    ckpt = folder.start(run_config, cfg.resume)
+    start_epoch = int(ckpt["epoch"]) if ckpt is not None else 0
+    records = folder.read_log(start_epoch) if ckpt is not None else []
+    out = folder.out
+    folder.write_json("config.json", {**run_config, "data_split_seed": 0, "batch_per_process": batch})
 
     ds = load_dataset(cfg.dataset, cfg.data_dir, seed=0, input_size=cfg.input_size)
     train = subset(ds.train, cfg.subset, cfg.seed)
@@ -258,40 +218,53 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
 
     torch.manual_seed(cfg.seed)
     model = Supernet(cfg.channels, ds.num_classes, cfg.cells, ds.in_channels, cfg.method, cfg.partial_channels)
+    seed_rank(cfg.seed, ctx.rank)
+    if cfg.sync_bn and ctx.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(ctx.device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum,
                             weight_decay=cfg.weight_decay)
+    precision = Precision(cfg.amp, ctx.device)
     architect = Architect(model, cfg.arch_lr, cfg.arch_betas, cfg.arch_weight_decay, cfg.order, objective,
-                          cfg.momentum, cfg.weight_decay)
+                          cfg.momentum, cfg.weight_decay, average=ctx.average_, precision=precision)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         w_opt.load_state_dict(ckpt["w_optimizer"])
         architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
-        torch.set_rng_state(ckpt["rng_torch"])
+        precision.load_state_dict(ckpt.get("scaler"))
+        folder.restore_rng(ckpt)
+    forward = ctx.wrap(model, exclude=model.arch_parameters())  # DDP averages w's gradients; α's: the architect
     model.train()
+    show = cfg.progress and ctx.is_main
+    # On a terminal a bar per epoch's steps; in a log file one line per epoch, with the time left.
+    epoch_lines = progress_bar(cfg.epochs, "search", show and not is_terminal(), initial=start_epoch,
+                               unit="epoch", lines=True)
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min)
         for group in w_opt.param_groups:
             group["lr"] = lr
-        g = _epoch_generator(cfg.seed, epoch)
-        w_batches = _batches(len(yw), cfg.batch_size, torch.randperm(len(yw), generator=g))
-        a_perm = torch.randperm(len(ya), generator=g)
+        g = epoch_generator(cfg.seed, epoch)
+        w_batches = _batches(len(yw) // world, batch, ctx.shard(torch.randperm(len(yw), generator=g)))
+        a_perm = ctx.shard(torch.randperm(len(ya), generator=g))
+        g = rank_generator(cfg.seed, epoch, ctx.rank, g)
         update_arch = epoch >= cfg.warmup_epochs
         sums = {"train_loss": 0.0, "correct": 0, "seen": 0, "arch_loss": 0.0, "arch_steps": 0}
-        bar = _progress(len(w_batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
+        bar = progress_bar(len(w_batches), f"epoch {epoch + 1}/{cfg.epochs}", show and is_terminal())
         try:
             for step, bw in enumerate(w_batches):
                 if on_step is not None:
                     on_step(epoch, step)
-                xb = ds.augment(xw[bw], cutout=0, generator=g)
+                xb = to_device(ds.augment(xw[bw], cutout=0, generator=g), ctx.device)
+                yb = to_device(yw[bw], ctx.device)
                 if update_arch:
-                    ba = a_perm.roll(-step * cfg.batch_size)[: cfg.batch_size]
-                    xv = ds.augment(xa[ba], cutout=0, generator=g)
-                    st = architect.step(xv, ya[ba], xb, yw[bw], lr, w_opt)
+                    ba = a_perm.roll(-step * batch)[:batch]
+                    xv = to_device(ds.augment(xa[ba], cutout=0, generator=g), ctx.device)
+                    st = architect.step(xv, to_device(ya[ba], ctx.device), xb, yb, lr, w_opt)
                     sums["arch_loss"] += st.loss
                     sums["arch_steps"] += 1
-                loss, correct = weight_step(model, w_opt, xb, yw[bw], cfg.grad_clip)
+                loss, correct = weight_step(model, w_opt, xb, yb, cfg.grad_clip, forward, precision)
                 sums["train_loss"] += loss * len(bw)
                 sums["correct"] += correct
                 sums["seen"] += len(bw)
@@ -299,17 +272,24 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}")
         except NonFiniteLoss as e:
-            where = (f"the last good checkpoint (after epoch {epoch}) is {ckpt_path}; continue with --resume"
-                     if epoch > 0 and ckpt_path.exists() else "no checkpoint was written yet")
+            where = (f"the last good checkpoint (after epoch {epoch}) is {folder.checkpoint_path}; continue with "
+                     "--resume" if epoch > 0 and folder.checkpoint_path.exists() else "no checkpoint was written yet")
             raise NonFiniteLoss(f"search stopped at epoch {epoch + 1}, step {step + 1}: {e}; {where} "
                                 f"(or lower the learning rate or λ)") from None
         finally:
             if bar is not None:
                 bar.close()
-        val_loss, val_acc = evaluate(model, xa, ya, cfg.batch_size)
+        ctx.check_identical({"α and β": model.arch_parameters(), "the weights": model.weight_parameters()},
+                            f"after epoch {epoch + 1}")
+        ctx.broadcast_buffers_(model)  # evaluate (and checkpoint) rank 0's BN statistics on every rank
+        val_loss, val_acc = evaluate_classifier(model, xa, ya, cfg.batch_size, ctx)
         if not math.isfinite(val_loss):
             raise NonFiniteLoss(f"search stopped after epoch {epoch + 1}: the validation loss is {val_loss}; "
-                                f"the last good checkpoint is {ckpt_path}")
+                                f"the last good checkpoint is {folder.checkpoint_path}")
+        if ctx.enabled:
+            keys = list(sums)
+            sums = dict(zip(keys, ctx.sum([sums[k] for k in keys])))
+            sums["arch_steps"] /= world  # each rank counted the same steps
         genotype = model.genotype()
         record: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "arch_updated": update_arch,
@@ -319,7 +299,7 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
         }
         if objective is not None:
             with torch.no_grad():
-                term, lat = objective(*model.arch_tensors())
+                term, lat = architect.latency()
             record.update(lat_alpha_ms=float(lat), lat_term=float(term),
                           lat_derived_ms=genotype_latency(objective.cost, genotype))
         record.update(genotype=genotype.to_dict(), alphas_normal=_round_list(model.alphas_normal),
@@ -328,19 +308,20 @@ def run_search(config: SearchConfig, cost: Cost | None = None, on_epoch_end: Epo
                       betas_reduce=None if model.betas_reduce is None else _round_list(model.betas_reduce.view(1, -1))[0],
                       seconds=round(time.perf_counter() - t0, 3))
         records.append(record)
-        _write_log(log_path, records)
-        _save_checkpoint(ckpt_path, epoch + 1, model, w_opt, architect, cfg)
+        folder.write_log(records)
+        state = {"model": model.state_dict(), "w_optimizer": w_opt.state_dict(),
+                 "arch_optimizer": architect.optimizer.state_dict()}
+        if precision.scaler is not None:
+            state["scaler"] = precision.state_dict()
+        folder.save_checkpoint(epoch + 1, run_config, state)
+        if epoch_lines is not None:
+            lat = f", derived {record['lat_derived_ms']:.2f} ms" if objective is not None else ""
+            epoch_lines.set_postfix_str(f"train loss {record['train_loss']:.3f}, val acc "
+                                        f"{100 * val_acc:.1f}%{lat}")
+            epoch_lines.update(1)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
     genotype = model.genotype()
-    atomic_write_json(out / "genotype.json", genotype.to_dict())
+    folder.write_json("genotype.json", genotype.to_dict())
     return SearchResult(genotype, out, records, cfg)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)

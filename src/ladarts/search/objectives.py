@@ -10,19 +10,48 @@ The cost sees an encoding of the supernet's architecture built by :func:`ladarts
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+import warnings
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from ladarts.errors import UserInputError
+from ladarts.errors import LadartsWarning, UserInputError
 from ladarts.space.encoding import ENCODING_SHAPE, encode
 from ladarts.space.genotype import Genotype
 from ladarts.space.soft import SOFT_MODES, soft_encoding
 
-Cost = Callable[[torch.Tensor], torch.Tensor]
-#: The default soft form (see benchmarks/bench_search_soft.py for the measurement that chose it).
+#: The default soft form: derived and straight-through found equally fast cells across the λ front, and the derived
+#: form's front is monotone in λ and its term costs half as much (benchmarks/RESULTS.md, "Search").
 DEFAULT_SOFT_MODE = "derived"
+
+
+@runtime_checkable
+class Cost(Protocol):
+    """What the search needs of a hardware cost: differentiable ms from an encoding, and what it is.
+
+    ``cost(encoding)``: (2, 14, 8) → scalar ms, (B, 2, 14, 8) → (B,), differentiable in the encoding.
+    ``meta``: at least ``mean_latency_ms`` (what the paper form divides by), unless a scale is given.
+    ``describe()``: a JSON-able summary written into the search's config.json (and compared on resume).
+    An LPM (:class:`ladarts.predict.LPM`) is one; :class:`TableCost` (a lookup table) another.
+    """
+
+    meta: dict[str, Any]
+
+    def __call__(self, encoding: torch.Tensor) -> torch.Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def check_objective(lam: float, target_ms: float | None = None, soft_mode: str = DEFAULT_SOFT_MODE) -> None:
+    """The one check of the latency objective's settings (the config, the objective and the CLI all call it)."""
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
+        raise UserInputError(f"--lambda must be a non-negative number, got {lam}")
+    if target_ms is not None and not (math.isfinite(target_ms) and target_ms > 0):
+        raise UserInputError(f"--target-ms must be a positive number, got {target_ms}")
+    if soft_mode not in SOFT_MODES:
+        raise UserInputError(f"unknown soft encoding {soft_mode!r}; choose one of {', '.join(SOFT_MODES)}")
 
 
 def cost_scale_ms(cost: Any, override: float | None = None) -> float:
@@ -45,12 +74,7 @@ class LatencyObjective:
 
     def __init__(self, cost: Cost, lam: float, mode: str = DEFAULT_SOFT_MODE, target_ms: float | None = None,
                  scale_ms: float | None = None, tau: float = 0.05):
-        if mode not in SOFT_MODES:
-            raise UserInputError(f"unknown soft encoding {mode!r}; choose one of {', '.join(SOFT_MODES)}")
-        if lam < 0:
-            raise UserInputError(f"λ must be non-negative, got {lam}")
-        if target_ms is not None and not target_ms > 0:
-            raise UserInputError(f"--target-ms must be positive, got {target_ms}")
+        check_objective(lam, target_ms, mode)
         self.cost, self.lam, self.mode, self.target_ms, self.tau = cost, float(lam), mode, target_ms, tau
         self.scale_ms = cost_scale_ms(cost, scale_ms) if target_ms is None else float(scale_ms or target_ms)
         if isinstance(cost, nn.Module):  # the cost is fixed during search: no gradient into its own parameters
@@ -74,12 +98,18 @@ class LatencyObjective:
         return term, lat
 
     def describe(self) -> dict[str, Any]:
-        return {"lambda": self.lam, "soft_mode": self.mode, "tau": self.tau, "target_ms": self.target_ms,
+        """The objective's settings and its cost's own description, for the run's config.json."""
+        return {**self.cost.describe(), "lambda": self.lam, "soft_mode": self.mode, "tau": self.tau, "target_ms": self.target_ms,
                 "form": "paper" if self.target_ms is None else "budget", "scale_ms": self.scale_ms}
 
 
 def genotype_latency(cost: Cost, genotype: Genotype) -> float:
-    """The cost's prediction for a discrete genotype (its one-hot encoding)."""
+    """The cost's prediction for a discrete genotype (its one-hot encoding); warns (once per message) when the
+    cost says the genotype lies outside what it was fitted on."""
+    support = getattr(cost, "support_warning", None)
+    message = support(genotype) if support is not None else None
+    if message:
+        warnings.warn(f"derived genotype: {message}", LadartsWarning, stacklevel=2)
     with torch.no_grad():
         return float(cost(encode(genotype)).reshape(()))
 
@@ -104,41 +134,20 @@ class TableCost(nn.Module):
                 mean_latency_ms = float(self.forward(encs).mean())
         self.meta = {"mean_latency_ms": float(mean_latency_ms), "kind": name}
 
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "TableCost", "name": self.name, "mean_latency_ms": self.meta["mean_latency_ms"]}
+
     def forward(self, encoding: torch.Tensor) -> torch.Tensor:
         return self.base_ms + (encoding * self.table).sum(dim=(-3, -2, -1))
 
     @classmethod
     def macs_proxy(cls, channels: int = 36, cells: int = 20, input_size: int = 32) -> "TableCost":
-        """MACs (in millions) each primitive adds on each edge of the deployed network (C, L cells, px), summed
-        over the cells of each type: a FLOPs proxy, **not** a latency; for benchmarks without an LPM."""
-        from ladarts.space.encoding import EDGES
-        from ladarts.space.networks import reduction_indices
-        from ladarts.space.primitives import PRIMITIVES
+        """The network's MACs in millions (the one per-edge MACs table, :func:`ladarts.space.costs.cost_tables`, on
+        the CIFAR network of C channels, L cells and this many px): a FLOPs proxy, **not** a latency; for
+        benchmarks without an LPM."""
+        from ladarts.space.costs import cost_tables
+        from ladarts.space.networks import network_config
 
-        red = set(reduction_indices(cells))
-        table = torch.zeros(ENCODING_SHAPE)
-        c, hw = channels, input_size * input_size
-        for i in range(cells):
-            if i in red:
-                c *= 2
-            out_hw = hw // 4 if i in red else hw
-            kind = 1 if i in red else 0
-            for e, (_, src) in enumerate(EDGES):
-                stride2 = i in red and src < 2
-                for p, name in enumerate(PRIMITIVES):
-                    table[kind, e, p] += _op_macs(name, c, out_hw, stride2) / 1e6
-            if i in red:
-                hw = out_hw
-        return cls(table, base_ms=0.0, name=f"macs-proxy C{channels}x{cells} {input_size}px (MMACs, not ms)")
-
-
-def _op_macs(name: str, c: int, hw: int, stride2: bool) -> float:
-    if name in ("none",):
-        return 0.0
-    if name == "skip_connect":
-        return float(c * c * hw) if stride2 else 0.0  # FactorizedReduce: two 1×1 convs C → C/2
-    if "pool" in name:
-        return 9.0 * c * hw
-    k = int(name[-1])
-    block = k * k * c * hw + c * c * hw
-    return 2 * block if name.startswith("sep") else block
+        t = cost_tables(network_config("cifar", channels=channels, cells=cells, input_size=input_size))
+        return cls(torch.from_numpy(t["macs"] / 1e6), base_ms=t["macs_fixed"] / 1e6,
+                   name=f"macs-proxy C{channels}x{cells} {input_size}px (MMACs, not ms)")

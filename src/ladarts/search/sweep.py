@@ -66,44 +66,35 @@ def _cost_info(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def format_front(front: dict[str, Any]) -> str:
     """The per-λ means as a markdown table (the supernet's accuracy on the α split; the predicted latency of
     the derived genotype)."""
-    lines = ["| λ | seeds | supernet val acc (mean ± sd) | derived genotype's predicted latency, ms (mean ± sd) |",
+    lines = ["| λ | seeds | supernet val acc, % (mean ± sd) | derived genotype's predicted latency, ms (mean ± sd) |",
              "|---:|---:|---:|---:|"]
     for s in front["by_lambda"]:
         lat = ("n/a" if s["lat_derived_ms_mean"] is None
                else f"{s['lat_derived_ms_mean']:.3f} ± {s['lat_derived_ms_sd']:.3f}")
-        lines.append(f"| {s['lambda']:g} | {s['seeds']} | {s['val_acc_mean']:.4f} ± {s['val_acc_sd']:.4f} | {lat} |")
+        lines.append(f"| {s['lambda']:g} | {s['seeds']} | {100 * s['val_acc_mean']:.2f} ± {100 * s['val_acc_sd']:.2f} | "
+                     f"{lat} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_front(front: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    from ladarts.plotting import figure, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    fig, ax = figure(figsize=(5, 3.6), dpi=120)
     runs = [r for r in front["runs"] if r["lat_derived_ms"] is not None]
     lams = sorted({r["lambda"] for r in runs})
-    cmap = plt.get_cmap("viridis", max(2, len(lams)))
+    cmap = pyplot().get_cmap("viridis", max(2, len(lams)))
     for i, lam in enumerate(lams):
         rs = [r for r in runs if r["lambda"] == lam]
-        ax.scatter([r["lat_derived_ms"] for r in rs], [r["val_acc"] for r in rs], color=cmap(i), label=f"λ={lam:g}")
+        ax.scatter([r["lat_derived_ms"] for r in rs], [100 * r["val_acc"] for r in rs], color=cmap(i),
+                   label=f"λ={lam:g}")
     means = [s for s in front["by_lambda"] if s["lat_derived_ms_mean"] is not None]
-    ax.plot([s["lat_derived_ms_mean"] for s in means], [s["val_acc_mean"] for s in means], "k--", lw=1,
+    ax.plot([s["lat_derived_ms_mean"] for s in means], [100 * s["val_acc_mean"] for s in means], "k--", lw=1,
             label="mean over seeds")
     ax.set_xlabel("derived genotype's predicted latency (ms)")
-    ax.set_ylabel("supernet validation accuracy")
+    ax.set_ylabel("supernet validation accuracy (%)")
     ax.set_title("search-time front")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png")
-
-    from ladarts.io import atomic_write
-
-    atomic_write(path, write)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 __all__ = ["format_front", "plot_front", "run_sweep"]

@@ -10,19 +10,25 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from ladarts.errors import UserInputError
 from ladarts.space.primitives import OPS, PRIMITIVES
 
 Pair = tuple[str, int]
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
-MAX_TEXT_CHARS = 1 << 20  # a genotype is a few hundred characters; refuse anything absurd before parsing
+MAX_TEXT_CHARS = 64 << 10  # a genotype is a few hundred characters; refuse anything absurd before parsing
+# The most intermediate nodes a cell may have: the DARTS space has 4, the NASNet and AmoebaNet zoo cells 5. Network
+# size grows with the node count, so an unbounded one (800 nodes took 6.7 GB to build) is refused up front.
+MAX_NODES = 5
 
 
 def _check_cell(kind: str, pairs: Any, concat: Any) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
     if not isinstance(pairs, (list, tuple)) or not pairs:
         raise UserInputError(f"genotype {kind}: expected a non-empty list of (primitive, input) pairs")
+    if len(pairs) > 2 * MAX_NODES:
+        raise UserInputError(f"genotype {kind}: {(len(pairs) + 1) // 2} nodes; at most {MAX_NODES} are supported "
+                             "(the DARTS space has 4, NASNet/AmoebaNet 5)")
     if len(pairs) % 2:
         raise UserInputError(f"genotype {kind}: {len(pairs)} pairs, but every node takes exactly two inputs")
     checked: list[Pair] = []
@@ -59,7 +65,7 @@ class Genotype:
     """A normal and a reduction cell: (primitive, input) pairs, two per node, plus the nodes concatenated.
 
     Inputs 0 and 1 are the two previous cells' outputs; node ``k`` (from 2) may read any input below ``k``.
-    Any number of nodes is allowed (NASNet and AmoebaNet have 5); the DARTS search space has 4.
+    Up to ``MAX_NODES`` nodes are allowed (NASNet and AmoebaNet have 5); the DARTS search space has 4.
     """
 
     normal: tuple[Pair, ...]
@@ -120,10 +126,6 @@ class Genotype:
             f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
             f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
         )
-
-    @classmethod
-    def from_darts_text(cls, text: str) -> "Genotype":
-        return parse_darts_text(text)
 
 
 # ---- safe parser for the DARTS text form -----------------------------------------------------------------
@@ -212,11 +214,4 @@ def parse_darts_text(text: str) -> Genotype:
     return Genotype(**values)
 
 
-def genotype_from_pairs(normal: Sequence[Pair], reduce: Sequence[Pair], concat: Sequence[int] | None = None) -> Genotype:
-    """Convenience: a genotype whose cells both concatenate ``concat`` (default: every intermediate node)."""
-    concat_n = tuple(concat) if concat is not None else tuple(range(2, 2 + len(normal) // 2))
-    concat_r = tuple(concat) if concat is not None else tuple(range(2, 2 + len(reduce) // 2))
-    return Genotype(tuple(normal), concat_n, tuple(reduce), concat_r)
-
-
-__all__ = ["Genotype", "Pair", "PRIMITIVES", "parse_darts_text", "genotype_from_pairs"]
+__all__ = ["Genotype", "Pair", "PRIMITIVES", "parse_darts_text"]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ladarts.errors import UserInputError
 from ladarts.space.genotype import Genotype
+from ladarts.space.geometry import edge_stride, reduction_indices
 from ladarts.space.primitives import FactorizedReduce, Identity, ReLUConvBN, build_op
 
 
@@ -36,8 +37,7 @@ class Cell(nn.Module):
         self._indices = [i for _, i in pairs]
         self._concat = list(concat)
         self.multiplier = len(concat)
-        # Reduction cells stride the edges that leave the two input nodes.
-        self._ops = nn.ModuleList(build_op(op, c, 2 if reduction and i < 2 else 1) for op, i in pairs)
+        self._ops = nn.ModuleList(build_op(op, c, edge_stride(reduction, i)) for op, i in pairs)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -98,6 +98,9 @@ PRESETS: dict[str, NetworkConfig] = {
 }
 
 
+INPUT_STEP = {"cifar": 4, "imagenet": 32}
+
+
 def network_config(preset: str = "cifar", **overrides: Any) -> NetworkConfig:
     """A preset with some fields overridden (``None`` values are ignored, so CLI flags pass straight through)."""
     if preset not in PRESETS:
@@ -110,11 +113,12 @@ def network_config(preset: str = "cifar", **overrides: Any) -> NetworkConfig:
         raise UserInputError(f"network needs at least 3 cells (two are reduction cells), got {cfg.cells}")
     if cfg.channels % 2:
         raise UserInputError(f"network channels must be even (FactorizedReduce halves them), got {cfg.channels}")
+    # FactorizedReduce needs an even map at each halving: the CIFAR net halves twice, the ImageNet net five times.
+    step = INPUT_STEP[cfg.preset]
+    if cfg.input_size % step or cfg.input_size < step:
+        raise UserInputError(f"the {cfg.preset} network takes input sizes divisible by {step} (it halves the map "
+                             f"{step.bit_length() - 1} times), got {cfg.input_size} px")
     return cfg
-
-
-def reduction_indices(cells: int) -> tuple[int, int]:
-    return cells // 3, 2 * cells // 3
 
 
 class Network(nn.Module):

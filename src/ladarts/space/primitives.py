@@ -96,7 +96,10 @@ class DepthwiseConv2d(nn.Conv2d):
         self._same = stride == 1 and 2 * padding == dilation * (k - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Under autocast torch's own conv: the custom backward is written for fp32 (it would mix a low-precision
+        # gradient with the fp32 weight).
         if (self._same and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+                and not torch.is_autocast_enabled(x.device.type)
                 and not torch.jit.is_tracing() and not torch.jit.is_scripting()):
             return _SameDepthwise.apply(x, self.weight, self.padding, self.dilation)
         return super().forward(x)

@@ -45,19 +45,25 @@ def edge_strength(alphas: torch.Tensor, betas: torch.Tensor | None = None) -> to
     return strength * edge_weights(betas) if betas is not None else strength
 
 
-def _top2_probability(w: torch.Tensor) -> torch.Tensor:
-    """P(edge in the first two draws without replacement) for draw weights ``w`` (summing to 1 on the last axis)."""
-    if w.shape[-1] == 2:
+def _top2_probability(logits: torch.Tensor) -> torch.Tensor:
+    """P(edge among the first two draws without replacement) for draw weights softmax(``logits``) on the last axis.
+
+    P(e) = w_e + Σ_{j≠e} w_j · w_e / (1 − w_j). The second factor is computed as a softmax over the edges other
+    than j, which stays exact when one edge takes almost all the weight (1 − w_j would cancel to 0 there)."""
+    n = logits.shape[-1]
+    w = torch.softmax(logits, dim=-1)
+    if n == 2:
         return torch.ones_like(w)
-    second = (w.unsqueeze(-2) * w.unsqueeze(-1) / (1 - w).clamp_min(1e-6).unsqueeze(-2))  # [e, j] = w_j w_e/(1-w_j)
-    eye = torch.eye(w.shape[-1], dtype=torch.bool, device=w.device)
-    return w + second.masked_fill(eye, 0.0).sum(-1)
+    eye = torch.eye(n, dtype=torch.bool, device=logits.device)
+    # [..., j, e] = P(e drawn second | j drawn first) = softmax over k ≠ j of the logits
+    second = torch.softmax(logits.unsqueeze(-2).masked_fill(eye, float("-inf")), dim=-1)
+    return w + (w.unsqueeze(-1) * second).sum(-2)
 
 
 def keep_probability(alphas: torch.Tensor, betas: torch.Tensor | None = None, tau: float = 0.05) -> torch.Tensor:
     """Per edge, the soft chance of being one of its node's two derived edges. (…, 14, 8) → (…, 14)."""
     s = edge_strength(alphas, betas)
-    return torch.cat([_top2_probability(torch.softmax(s[..., sl] / tau, dim=-1)) for sl in NODE_SLICES], dim=-1)
+    return torch.cat([_top2_probability(s[..., sl] / tau) for sl in NODE_SLICES], dim=-1)
 
 
 def derived_encoding(alphas: torch.Tensor, betas: torch.Tensor | None = None, tau: float = 0.05) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ladarts.space.encoding import N_EDGES, N_NODES
 from ladarts.space.genotype import Genotype
-from ladarts.space.networks import reduction_indices
+from ladarts.space.geometry import edge_stride, reduction_indices
 from ladarts.space.primitives import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_op
 from ladarts.space.soft import derive, edge_weights
 
@@ -30,17 +30,19 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 class MixedOp(nn.Module):
-    """Σ_o w_o · o(x) over the 8 primitives (DARTS), or on 1/K of the channels (PC-DARTS, ``k>1``).
+    """Σ_o w_o · o(x) over the 8 primitives (DARTS), or on 1/K of the channels (PC-DARTS, ``partial_channels``
+    K > 1).
 
     'none' contributes exactly zero to the sum and to every gradient, so it is not evaluated (the reference
     multiplies a zero tensor); α_none still receives its gradient through the softmax.
     """
 
-    def __init__(self, channels: int, stride: int, k: int = 1):
+    def __init__(self, channels: int, stride: int, partial_channels: int = 1):
         super().__init__()
+        k = partial_channels
         if channels % k:
             raise ValueError(f"partial channels K={k} must divide the cell's channel count {channels}")
-        self.k = k
+        self.partial_channels = k
         self.stride = stride
         self._ops = nn.ModuleList(build_op(p, channels // k, stride, affine=False, search=True) for p in PRIMITIVES)
         self.mp = nn.MaxPool2d(2, 2) if k > 1 else None
@@ -69,20 +71,21 @@ class MixedOp(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.k == 1:
+        if self.partial_channels == 1:
             return self._mix(x, weights)
-        c = x.shape[1] // self.k
+        c = x.shape[1] // self.partial_channels
         mixed = self._mix(x[:, :c], weights)
         rest = x[:, c:]
         if mixed.shape[2] != x.shape[2]:
             rest = self.mp(rest)
-        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial_channels)
 
 
 class SearchCell(nn.Module):
     """A cell of the supernet: 4 nodes, each the sum of MixedOps on all its predecessors (14 edges)."""
 
-    def __init__(self, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool, k: int = 1):
+    def __init__(self, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool,
+                 partial_channels: int = 1):
         super().__init__()
         self.reduction = reduction
         if reduction_prev:
@@ -91,7 +94,7 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
         self._ops = nn.ModuleList(
-            MixedOp(c, 2 if reduction and j < 2 else 1, k) for i in range(N_NODES) for j in range(2 + i)
+            MixedOp(c, edge_stride(reduction, j), partial_channels) for i in range(N_NODES) for j in range(2 + i)
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
@@ -131,7 +134,7 @@ class Supernet(nn.Module):
         if cells < 3:
             raise ValueError(f"a supernet needs at least 3 cells (two reductions), got {cells}")
         self.method = method
-        self.k = partial_channels if method == "pc-darts" else 1
+        self.partial_channels = partial_channels if method == "pc-darts" else 1
         self.channels, self.num_classes, self.n_cells, self.in_channels = channels, num_classes, cells, in_channels
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -143,7 +146,8 @@ class Supernet(nn.Module):
             reduction = i in reductions
             if reduction:
                 c_curr *= 2
-            self.cells.append(SearchCell(c_pp, c_p, c_curr, reduction, reduction_prev, self.k))
+            self.cells.append(SearchCell(c_pp, c_p, c_curr, reduction, reduction_prev,
+                                         self.partial_channels))
             reduction_prev = reduction
             c_pp, c_p = c_p, N_NODES * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -151,7 +155,7 @@ class Supernet(nn.Module):
         n_ops = len(PRIMITIVES)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(N_EDGES, n_ops))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(N_EDGES, n_ops))
-        if self.k > 1:
+        if self.partial_channels > 1:
             self.betas_normal: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(N_EDGES))
             self.betas_reduce: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(N_EDGES))
         else:

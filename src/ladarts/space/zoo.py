@@ -73,10 +73,6 @@ ZOO: dict[str, Genotype] = {name: Genotype(**fields) for name, fields in _ZOO_DA
 ALIASES = {"DARTS": "DARTS_V2", "PCDARTS": "PC_DARTS_cifar"}
 
 
-def zoo_names() -> list[str]:
-    return list(ZOO)
-
-
 def parse_genotype_text(text: str) -> Genotype:
     """A genotype from text: JSON (``{"normal": ...}``) or the DARTS text form (``Genotype(...)``)."""
     stripped = text.lstrip()

@@ -1,16 +1,14 @@
 """Train a genotype with the DARTS evaluation protocol; checkpoint every epoch; resume after any interruption.
 
-A run folder holds ``config.json`` (resolved), ``log.jsonl`` (one record per epoch), ``checkpoint.pt``
-(after every epoch; loads with ``torch.load(weights_only=True)``), and at the end ``model.safetensors``,
-``model.onnx`` and ``report.json``. Each epoch's shuffling and augmentation come from a generator seeded by
-(seed, epoch) and the global RNG state (drop path) is checkpointed, so a resumed run on CPU replays exactly
-what the uninterrupted run would have done.
+The run folder (:mod:`ladarts.runs`) holds ``config.json`` (resolved), ``log.jsonl`` (one record per epoch),
+``checkpoint.pt`` (after every epoch), and at the end ``model.safetensors``, ``model.onnx`` and ``report.json``. A
+resumed run on the CPU replays exactly what the uninterrupted run would have done, with one process or several.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +16,28 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ladarts.errors import LadartsError, UserInputError
-from ladarts.io import atomic_write, atomic_write_json, atomic_write_text
+from ladarts.data.imagefolder import FolderData, ImageFolder, folder_batches
+from ladarts.distributed import Context, setup
+from ladarts.errors import UserInputError
+from ladarts.io import atomic_write, atomic_write_json
+from ladarts.runs import (
+    Precision,
+    RunFolder,
+    check_finite,
+    epoch_generator,
+    evaluate_classifier,
+    progress_bar,
+    rank_generator,
+    seed_rank,
+    set_threads,
+    to_device,
+    use_fast_kernels,
+)
 from ladarts.space.genotype import Genotype
 from ladarts.space.networks import Network, build_network, count_macs, count_params, network_config
-from ladarts.train.protocol import TrainConfig
-
-CHECKPOINT_VERSION = 1
-_RESUME_FREE = {"threads", "out"}
+from ladarts.train.protocol import TrainConfig, lr_factor
 
 
 @dataclass
@@ -39,123 +50,137 @@ class TrainResult:
 
 
 def build_model(cfg: TrainConfig, in_channels: int, num_classes: int) -> Network:
-    net_cfg = network_config("cifar", channels=cfg.channels, cells=cfg.cells, classes=num_classes,
+    preset = "imagenet" if cfg.dataset == "imagenet" else "cifar"
+    net_cfg = network_config(preset, channels=cfg.channels, cells=cfg.cells, classes=num_classes,
                              in_channels=in_channels, input_size=cfg.input_size,
                              auxiliary=cfg.auxiliary_weight > 0)
     return build_network(Genotype.from_dict(cfg.genotype), net_cfg)
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of a classifier in eval mode (its train/eval mode is restored after)."""
-    was_training = model.training
-    model.eval()
-    loss, correct = 0.0, 0
-    try:
-        with torch.no_grad():
-            for i in range(0, len(y), batch_size):
-                logits = model(x[i:i + batch_size])
-                loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-                correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return loss / len(y), correct / len(y)
+class _TrainForward(nn.Module):
+    """DDP wraps ``forward``; a training step needs ``forward_train`` (logits and auxiliary logits)."""
+
+    def __init__(self, net: Network):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.net.forward_train(x)
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means an unusable checkpoint
-        raise UserInputError(f"{path}: not a loadable training checkpoint ({e.__class__.__name__})") from None
-
-
-def _check_resumable(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    ckpt_path = out / "checkpoint.pt"
-    if not ckpt_path.exists():
-        return None
-    ckpt = _load_checkpoint(ckpt_path)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise UserInputError(f"{ckpt_path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
-    old = json.loads(ckpt["config_json"])
-    new = cfg.to_dict()
-    diff = sorted(k for k in new if k not in _RESUME_FREE and old.get(k) != new[k])
-    if diff:
-        raise UserInputError(f"{out}: --resume with different settings ({', '.join(diff)}); use a new --out")
-    return ckpt
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, float(cfg.epochs))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda epoch: lr_factor(cfg.lr_schedule, epoch, cfg.epochs, cfg.warmup_epochs))
 
 
 def run_train(config: TrainConfig, resume: bool = False, progress: bool = True,
               on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train (or resume) and return the test accuracy; writes the run folder described in the module docstring."""
+    """Train (or resume) and return the test accuracy; writes the run folder described in the module docstring.
+
+    Under torchrun every rank trains on its shard of each epoch (DDP averages the gradients); rank 0 writes."""
     from ladarts.data import load_dataset, subset
 
     cfg = config.resolved()
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise UserInputError(f"{out}: folder exists and is not empty; pass --resume to continue it or a new --out")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
+    ctx = setup(cfg.device)
+    use_fast_kernels(ctx.device)
+    world = ctx.world_size
+    if cfg.batch_size % world or cfg.batch_size // world < 2:
+        raise UserInputError(f"--batch-size {cfg.batch_size} is the batch of all {world} processes together: it must "
+                             "split into equal parts of at least 2")
+    batch = cfg.batch_size // world
+    run_config = {**cfg.to_dict(), "world_size": world}
+    folder = RunFolder(cfg.out, "training", final="report.json", require_empty=True, ctx=ctx)
+    ckpt = folder.start(run_config, resume)
+    out = folder.out
     ds = load_dataset(cfg.dataset, cfg.data_dir, seed=0, input_size=cfg.input_size)  # seed 0: the fixed test split
-    x_tr, y_tr = subset(ds.train, cfg.subset, cfg.seed).tensors
-    x_te, y_te = ds.test.tensors
+    streamed = isinstance(ds, FolderData)
+    if streamed:
+        ds.train.seed = cfg.seed  # the per-sample augmentation stream
+    train_set = subset(ds.train, cfg.subset, cfg.seed)
+    n_train = len(train_set)
     torch.manual_seed(cfg.seed)
     # NHWC: oneDNN's depthwise and pooling kernels are faster in it on the CPU (about 18% per step here); the
     # weights are made contiguous again when saved.
     model = build_model(cfg, ds.in_channels, ds.num_classes).to(memory_format=torch.channels_last)
+    seed_rank(cfg.seed, ctx.rank)
+    if cfg.sync_bn and ctx.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(ctx.device)
     opt = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, float(cfg.epochs))
+    sched = make_scheduler(cfg, opt)
+    precision = Precision(cfg.amp, ctx.device)
     start, log = 0, []
-    ckpt = _check_resumable(out, cfg) if resume else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_torch"])
+        precision.load_state_dict(ckpt.get("scaler"))
+        folder.restore_rng(ckpt)
         start = int(ckpt["epoch"])
-        log = [r for r in _read_jsonl(out / "log.jsonl") if r["epoch"] < start]
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {**cfg.to_dict(), "dataset_meta": ds.meta,
-                                            "network": model.config.to_dict()})
-    bar = _progress(cfg.epochs, start, progress)
+        log = folder.read_log(start)
+    step_forward = ctx.wrap(_TrainForward(model))  # DDP averages the gradients under torchrun
+    folder.write_json("config.json", {**run_config, "batch_per_process": batch, "dataset_meta": ds.meta,
+                                      "network": model.config.to_dict()})
+    workers = _workers(cfg, world) if streamed else 0
+    bar = progress_bar(cfg.epochs, "train", progress and ctx.is_main, initial=start, unit="epoch")
     t0 = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         model.train()
         model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # the reference's linear ramp
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(y_tr), generator=gen)
+        gen = epoch_generator(cfg.seed, epoch)
+        perm = ctx.shard(torch.randperm(n_train, generator=gen))
+        idx_batches = [b for b in (perm[i:i + batch] for i in range(0, len(perm), batch))
+                       if len(b) >= 2]  # a batch of one would break train-mode batch norm
+        if streamed:
+            batches = folder_batches(train_set, idx_batches, epoch, workers, ctx.device.type == "cuda")
+        else:
+            x_tr, y_tr = train_set.tensors
+            aug = rank_generator(cfg.seed, epoch, ctx.rank, gen)
+            batches = ((ds.augment(x_tr[idx], cutout=cfg.cutout, generator=aug), y_tr[idx]) for idx in idx_batches)
         loss_sum, correct, seen = 0.0, 0, 0
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            if len(idx) < 2:
-                continue  # a batch of one would break train-mode batch norm
-            x = ds.augment(x_tr[idx], cutout=cfg.cutout, generator=gen).contiguous(memory_format=torch.channels_last)
-            y = y_tr[idx]
-            logits, aux = model.forward_train(x)
-            loss = F.cross_entropy(logits, y)
-            if aux is not None:
-                loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux, y)
+        for x, y in batches:
+            x = to_device(x, ctx.device).contiguous(memory_format=torch.channels_last)
+            y = to_device(y, ctx.device)
+            with precision.autocast():
+                logits, aux = step_forward(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if aux is not None:
+                    loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise LadartsError(f"non-finite training loss at epoch {epoch}; the last good checkpoint is "
-                                   f"{out / 'checkpoint.pt'}")
+            check_finite(loss_value, f"the training loss at epoch {epoch + 1} (the last good checkpoint is "
+                                     f"{folder.checkpoint_path}; lower the learning rate)")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            precision.scale(loss).backward()
+            precision.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            precision.step(opt)
+            precision.update()
             loss_sum += loss_value * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        test_loss, test_acc = evaluate(model, x_te, y_te)
+        if ctx.enabled:
+            loss_sum, correct, seen = ctx.sum([loss_sum, correct, seen])
+        ctx.check_identical({"the weights": list(model.parameters())}, f"after epoch {epoch + 1}")
+        ctx.broadcast_buffers_(model)  # evaluate (and checkpoint) rank 0's BN statistics on every rank
+        if streamed:
+            test_loss, test_acc = _evaluate_folder(model, ds.test, cfg.batch_size, workers, ctx)
+        else:
+            x_te, y_te = ds.test.tensors
+            test_loss, test_acc = evaluate_classifier(model, x_te, y_te, ctx=ctx)
         record = {"epoch": epoch, "lr": lr, "drop_path": model.drop_path_prob, "train_loss": loss_sum / seen,
                   "train_acc": correct / seen, "test_loss": test_loss, "test_acc": test_acc,
                   "seconds": time.perf_counter() - t0}
         log.append(record)
-        state = {"version": CHECKPOINT_VERSION, "epoch": epoch + 1, "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng_torch": torch.get_rng_state(),
-                 "config_json": json.dumps(cfg.to_dict(), sort_keys=True)}
-        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
-        atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
+        folder.write_log(log)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+        if precision.scaler is not None:
+            state["scaler"] = precision.state_dict()
+        folder.save_checkpoint(epoch + 1, run_config, state)
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(f"loss {record['train_loss']:.3f}, test acc {100 * test_acc:.2f}%")
@@ -163,17 +188,52 @@ def run_train(config: TrainConfig, resume: bool = False, progress: bool = True,
             on_epoch_end(epoch, record)
     if bar is not None:
         bar.close()
+    if not ctx.is_main:
+        last = log[-1] if log else {}
+        return TrainResult(out, float(last.get("test_acc", float("nan"))), cfg.epochs, time.perf_counter() - t0, {})
     return _finish(model, cfg, out, log, time.perf_counter() - t0)
 
 
+def _workers(cfg: TrainConfig, world: int) -> int:
+    """Loader processes per rank: ``--workers``, else this node's cores shared by its ranks (at most 8)."""
+    if cfg.workers is not None:
+        return cfg.workers
+    return max(1, min(8, (os.cpu_count() or 1) // world - 1))
+
+
+def _evaluate_folder(model: Network, test: ImageFolder, batch_size: int, workers: int,
+                     ctx: Context) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on the folder's val split, each rank on every world-th image."""
+    idx = torch.arange(len(test))[ctx.rank::ctx.world_size]
+    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    loader = folder_batches(test, batches, 0, workers, ctx.device.type == "cuda")
+    was_training = model.training
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for x, y in loader:
+                x = to_device(x, ctx.device).contiguous(memory_format=torch.channels_last)
+                y = to_device(y, ctx.device)
+                logits = model(x)
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += len(y)
+    finally:
+        model.train(was_training)
+    loss, correct, n = ctx.sum([loss, correct, n])
+    return loss / n, correct / n
+
+
 def _finish(model: Network, cfg: TrainConfig, out: Path, log: list[dict[str, Any]], seconds: float) -> TrainResult:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from ladarts.train.export import export_and_check
 
     model.eval()
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    # bytes written into atomic_write's temp file (save_file would replace it with a 0600 file of its own)
+    blob = save({k: v.contiguous() for k, v in model.state_dict().items()}, metadata={"format": "pt"})
+    atomic_write(out / "model.safetensors", lambda tmp: Path(tmp).write_bytes(blob))
     onnx = export_and_check(model, out / "model.onnx")
     last = log[-1] if log else {}
     report = {
@@ -207,16 +267,3 @@ def load_trained(run: str | Path) -> tuple[Network, dict[str, Any]]:
     net.load_state_dict(state)
     return net.eval(), report
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _progress(total: int, start: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, unit="epoch", dynamic_ncols=True)

@@ -1,0 +1,165 @@
+"""Deployment runtimes as platforms: a tiny campaign on each, outputs against PyTorch eager, keys with versions,
+one line when a runtime is missing, and the export cache."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_one_line_error
+from ladarts.cli import main
+from ladarts.errors import UserInputError
+from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, campaign_items, runtimes
+from ladarts.hardware.campaign import REFERENCE
+from ladarts.hardware.platform import RUNTIMES, major_minor, runtime_version
+from ladarts.hardware.runtimes import cache, onnx_export, ort_cuda, ort_cpu
+from ladarts.space import ZOO, network_config
+from ladarts.space.networks import build_network
+from ladarts.train.export import perturb_
+
+TINY = network_config("cifar", channels=4, cells=3, input_size=8)
+TINY_ARGS = ["--channels", "4", "--cells", "3", "--input-size", "8", "--no-progress"]
+QUICK = MeasureConfig(pairs=2, warmup=0, calibration=3, drift_every=50, drift_repeats=2)
+#: The third-party module each CPU runtime needs: its tests are skipped where that module is not installed.
+THIRD_PARTY = {"onnxruntime": "onnxruntime", "openvino": "openvino", "inductor": "torch._inductor",
+               "executorch": "executorch.runtime"}
+NEW = ("openvino", "inductor", "executorch")
+
+
+@pytest.fixture(autouse=True)
+def export_cache(tmp_path_factory, monkeypatch):
+    """One disk cache for this file's tests, never the user's."""
+    folder = tmp_path_factory.getbasetemp() / "exports"
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE", str(folder))
+    return folder
+
+
+def tiny(runtime: str, **kw) -> Platform:
+    pytest.importorskip(THIRD_PARTY.get(runtime, runtime))
+    return Platform(runtime=runtime, network=TINY, **kw)
+
+
+# Each tiny network takes ExecuTorch about 10 s to lower here, and inductor up to 30 s to compile on a cold kernel
+# cache: one architecture beside the reference keeps the file short.
+@pytest.mark.parametrize("runtime", ["inductor", "executorch"])
+def test_compiling_runtime_measures_a_tiny_campaign(runtime, tmp_path):
+    platform, n = tiny(runtime), 1
+    with LatencyStore.open_or_create(tmp_path / "lat.db") as store:
+        measurer = Measurer(store, platform, QUICK)
+        result = measurer.run(campaign_items(n, seed=0), progress=False)
+        records = store.records(measurer.key, run="main")
+        fingerprint = store.platform_row(measurer.key)["fingerprint"]
+    assert result.measured == len(records) == n and all(r.latency_ms > 0 for r in records)
+    assert result.export_s > 0  # compiling happened, outside the timed forwards
+    version = runtime_version(runtime)
+    assert measurer.key.startswith(f"{runtime}{major_minor(version)}-cpu-t1-b1-float32/cifar-c4-l3-k10-8px-in3/")
+    assert version in (fingerprint.get(runtime), fingerprint["torch"])
+    again = runtimes.load(ZOO[REFERENCE], platform)  # the session's reference: still in memory
+    assert again.cache == "memory" and again.build_s == 0
+
+
+def test_openvino_measures_a_tiny_campaign_from_the_command_line(tmp_path, capsys):
+    tiny("openvino")
+    version = major_minor(runtime_version("openvino"))
+    db = tmp_path / "ov.db"
+    assert main(["measure", "--runtime", "openvino", "--n", "3", "--pairs", "2", "--db", str(db), *TINY_ARGS,
+                 "--json"]) == 0
+    capsys.readouterr()
+    with LatencyStore.open(db) as store:
+        (key,) = store.platforms()
+        assert key.startswith(f"openvino{version}-cpu-t1-b1-float32/cifar-c4-l3-k10-8px-in3/")
+        assert len(store.records(key, run="main")) == 3
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", *NEW])
+def test_runtime_computes_what_pytorch_eager_computes(runtime):
+    platform = tiny(runtime)
+    torch.manual_seed(0)
+    model = perturb_(build_network(ZOO["DARTS_V2"], TINY).eval())  # fresh from init the logits are near zero
+    x = runtimes.example_input(platform)
+    with torch.inference_mode():
+        want = model(x).numpy()
+    got = runtimes.prepare(model, x, platform).output()
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_keys_carry_the_version_of_compiling_runtimes_only():
+    assert Platform(network=TINY).key.startswith("torch-cpu-t1-b1-float32/")  # existing databases still resolve
+    assert Platform(runtime="onnxruntime", network=TINY).key.startswith("onnxruntime-cpu-t1-b1-float32/")
+    assert tiny("inductor").key.startswith(f"inductor{major_minor(torch.__version__)}-cpu-")
+    assert major_minor("2026.4.1-22982-e213a14") == "2026.4" and major_minor("2.13.0+cpu") == "2.13"
+    assert set(NEW + ("onnxruntime-cuda",)) <= set(RUNTIMES)
+
+
+@pytest.mark.parametrize("runtime,device", [("openvino", "cuda:0"), ("inductor", "cuda:0"), ("executorch", "cuda:0"),
+                                            ("onnxruntime-cuda", "cpu")])
+def test_runtimes_refuse_devices_they_do_not_run_on(runtime, device):
+    with pytest.raises(UserInputError, match="--device"):
+        Platform(runtime=runtime, device=device, network=TINY)
+
+
+@pytest.mark.parametrize("runtime,module,extra", [("openvino", "openvino", "openvino"),
+                                                  ("executorch", "executorch", "executorch")])
+def test_a_missing_runtime_is_one_line_naming_its_extra(runtime, module, extra, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # what an interpreter without the package sees
+    line = f"--runtime {runtime} needs"
+    with pytest.raises(UserInputError, match=f"{line}.*pip install 'ladarts\\[{extra}\\]'"):
+        runtimes.load(ZOO["DARTS_V2"], Platform(runtime=runtime, network=TINY))
+    db = tmp_path / "none.db"
+    code = main(["measure", "--runtime", runtime, "--n", "1", "--db", str(db), *TINY_ARGS])
+    err = capsys.readouterr().err
+    assert_one_line_error(types.SimpleNamespace(returncode=code, stderr=err))
+    assert line in err and not db.exists()  # refused before anything was created
+
+
+def test_onnxruntime_cuda_builds_a_cuda_session_and_refuses_a_cpu_fallback():
+    ort = pytest.importorskip("onnxruntime")
+    platform = Platform(runtime="onnxruntime-cuda", device="cuda:1", threads=2, network=TINY)
+    assert ort_cuda.providers(platform) == [
+        ("CUDAExecutionProvider", {"device_id": "1", "cudnn_conv_algo_search": "EXHAUSTIVE"}), "CPUExecutionProvider"]
+    opts = ort_cpu.session_options(platform)
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (2, 2)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider: the refusal is not reachable here")
+    with pytest.raises(UserInputError) as e:
+        ort_cuda.check_cuda_provider(ort, platform)
+    assert "\n" not in str(e.value) and "pip install 'ladarts[onnxruntime-cuda]'" in str(e.value)
+    assert "offers only" in str(e.value)
+
+
+def test_second_load_of_a_genotype_does_not_export_again(monkeypatch, export_cache):
+    platform = tiny("onnxruntime")
+    calls = []
+    real = onnx_export.export_onnx
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a: calls.append(1) or real(*a))
+    g, seed = ZOO["PC_DARTS_cifar"], 1234  # a seed no other test loads
+    first = runtimes.load(g, platform, seed=seed)
+    second = runtimes.load(g, platform, seed=seed)
+    assert (first.cache, second.cache, len(calls)) == ("", "memory", 1)
+    assert second.build_s == 0 and list(export_cache.glob("*.onnx"))
+    runtimes.EXPORTS.clear_memory()  # as a new process would start
+    third = runtimes.load(g, platform, seed=seed)
+    assert third.cache == "disk" and len(calls) == 1
+    np.testing.assert_array_equal(third.output(), first.output())
+    runtimes.load(g, platform, seed=seed + 1)  # other weights: another export
+    runtimes.load(g, Platform(runtime="onnxruntime", network=network_config("cifar", channels=6, cells=3,
+                                                                              input_size=8)), seed=seed)
+    assert len(calls) == 3
+
+
+def test_disk_cache_keeps_the_recently_used_within_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE", str(tmp_path))
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE_GB", str(2.5 * 1000 / 2**30))  # room for two 1000-byte files
+    store = cache.ExportCache(entries=1)
+    for name in ("a", "b"):
+        store.put(name, "onnx", bytes(1000), persistent=True)
+    assert store.get("a", "onnx", persistent=True)[1] == "disk"  # used: now the most recent
+    store.put("c", "onnx", bytes(1000), persistent=True)
+    assert sorted(p.stem for p in tmp_path.glob("*.onnx")) == ["a", "c"]
+    store.put("compiled", "inductor", object(), persistent=False)  # a compiled module stays in memory
+    assert not list(tmp_path.glob("*.inductor"))
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE", "off")
+    assert cache.cache_dir() is None
