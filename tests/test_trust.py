@@ -58,9 +58,10 @@ def test_paired_reduction_has_a_confidence_interval():
 
     skip = Genotype.from_dict({"normal": [["skip_connect", 0], ["skip_connect", 1]] * 4, "normal_concat": [2, 3, 4, 5],
                                "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]})
-    res = paired_reduction(ZOO["PC_DARTS_cifar"], skip, Platform(network=TINY), pairs=40)
+    res = paired_reduction(ZOO["PC_DARTS_cifar"], skip, Platform(network=TINY), pairs=40, blocks=4)
     lo, hi = res["ci_pct"]
-    assert lo <= res["reduction_pct"] <= hi and res["reduction_pct"] > 0
+    assert lo < res["reduction_pct"] < hi and res["reduction_pct"] > 0 and len(res["block_ratios"]) == 4
+    assert res["reduction_pct"] == pytest.approx(100 * (1 - sum(res["block_ratios"]) / 4))
     assert format_reduction(res).endswith("%)") and "95% CI" in format_reduction(res)
 
 

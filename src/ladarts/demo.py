@@ -164,7 +164,7 @@ def stage_train(cfg: DemoConfig, out: Path, searches: dict[str, Any]) -> dict[st
     return results
 
 
-def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm_dir: str, db: str) -> dict:
+def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm_dir: str) -> dict:
     from ladarts.hardware import measure_genotypes
     from ladarts.hardware.paired import format_reduction, paired_reduction
     from ladarts.predict import LPM
@@ -177,17 +177,19 @@ def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm
         _say("5. measured on this CPU (reused from comparison.json; --remeasure times them again)")
         result = json.loads(saved.read_text())
     else:
-        _say("5. measured on this CPU: both trained cells, on the database's scale and against each other")
+        _say("5. measured on this CPU: both trained cells, on the LPM's scale and against each other")
         lpm = LPM.load(lpm_dir)
         entries = [{"name": f"λ={lam}", "genotype": Genotype.from_dict(searches[lam]["genotype"]),
                     "network": cfg.network(), "test_acc": trained[lam]["test_acc"]} for lam in lams]
         platform = cfg.platform()
-        timings = measure_genotypes([e["genotype"] for e in entries], platform, cfg.report_pairs, db)
+        # on the scale the LPM was fitted on, so measured and predicted compare (the database's scale moves a
+        # little with every session that calibrates)
+        timings = measure_genotypes([e["genotype"] for e in entries], platform, cfg.report_pairs,
+                                    ref_ms=lpm.meta["platform"]["ref_ms"])
         rows = build_rows(entries, timings, [platform.key] * len(entries), lpm)
         for lam, e in zip(lams, entries):
             draw_genotype(e["genotype"], out / f"cells_lambda{lam}.png", title=f"λ={lam}")
-        paired = paired_reduction(entries[0]["genotype"], entries[1]["genotype"], platform, cfg.verdict_pairs,
-                                  seed=cfg.seed)
+        paired = paired_reduction(entries[0]["genotype"], entries[1]["genotype"], platform, cfg.verdict_pairs)
         result = {"rows": rows, "paired": paired, "measured_reduction_pct": paired["reduction_pct"],
                   "measured_reduction_ci_pct": paired["ci_pct"]}
         atomic_write_json(saved, result)
@@ -196,7 +198,7 @@ def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm
     base, la = result["rows"]
     print(to_text(result["rows"]))
     print(f"measured latency reduction of the λ={cfg.lam:g} cell: {format_reduction(result['paired'])}, from "
-          f"{result['paired']['pairs']} interleaved pairs of the two networks "
+          f"{result['paired']['pairs']} interleaved pairs of the two networks in {result['paired']['blocks']} blocks "
           f"(accuracy {la['test_acc_pct'] - base['test_acc_pct']:+.2f} points)")
     return result
 
@@ -232,7 +234,8 @@ def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
         f"4. Trained both cells for {cfg.train_epochs} epochs; measured both:", "",
         to_markdown(s["compare"]["rows"]),
         f"Measured latency reduction: {format_reduction(s['compare']['paired'])} "
-        f"({s['compare']['paired']['pairs']} interleaved pairs of the two networks).", "",
+        f"({s['compare']['paired']['pairs']} interleaved pairs of the two networks, in "
+        f"{s['compare']['paired']['blocks']} freshly built blocks).", "",
         "Files: `latency.db`, `lpm/`, `lpm_predicted_vs_measured.png`, `search_lambda*/`, `train_lambda*/`, "
         "`cells_lambda*.png`, `front.png`, `comparison.md`, `summary.json`.", "",
         "A single short demo run is one sample, not a result: benchmarks/RESULTS.md has the multi-seed figures.",
@@ -251,7 +254,7 @@ def run_demo(out: str | Path = "demo-out", seed: int = 0, config: DemoConfig | N
     s["fit"] = stage_fit(cfg, out, s["measure"]["db"], s["measure"]["platform"])
     s["search"] = stage_search(cfg, out, s["fit"]["lpm"])
     s["train"] = stage_train(cfg, out, s["search"])
-    s["compare"] = stage_compare(cfg, out, s["search"], s["train"], s["fit"]["lpm"], s["measure"]["db"])
+    s["compare"] = stage_compare(cfg, out, s["search"], s["train"], s["fit"]["lpm"])
     s["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out / "summary.json", s)
     atomic_write_text(out / "README.md", _summary_md(cfg, s))
