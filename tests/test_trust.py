@@ -3,6 +3,7 @@ progress in a log file, extrapolation warnings, input sizes a network cannot tak
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import assert_one_line_error
@@ -53,16 +54,53 @@ def test_report_measures_on_the_lpms_network_by_default_and_checks_every_row(tin
     assert len(warnings) == 1 and warnings[0].startswith("ladarts: warning:")
 
 
-def test_paired_reduction_has_a_confidence_interval():
-    from ladarts.hardware.paired import format_reduction, paired_reduction
+def test_paired_reduction_has_a_distribution_free_interval_over_sittings(monkeypatch):
+    from ladarts.hardware import paired
+    from ladarts.hardware.paired import busy_warning, describe_sittings, format_reduction, paired_reduction
+
+    monkeypatch.setattr(paired, "other_runnable", lambda: 0)  # an idle machine
 
     skip = Genotype.from_dict({"normal": [["skip_connect", 0], ["skip_connect", 1]] * 4, "normal_concat": [2, 3, 4, 5],
                                "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]})
-    res = paired_reduction(ZOO["PC_DARTS_cifar"], skip, Platform(network=TINY), pairs=40, blocks=4)
+    slept = []
+    res = paired_reduction(ZOO["PC_DARTS_cifar"], skip, Platform(network=TINY), sittings=8, pairs=4, gap_s=0.25,
+                           sleep=slept.append)
+    assert slept == [0.25] * 7 and res["pairs"] == 32 and len(res["sitting_ratios"]) == 8
+    ratios = sorted(res["sitting_ratios"])
+    assert res["reduction_pct"] == pytest.approx(100 * (1 - (ratios[3] + ratios[4]) / 2)) and res["reduction_pct"] > 0
     lo, hi = res["ci_pct"]
-    assert lo < res["reduction_pct"] < hi and res["reduction_pct"] > 0 and len(res["block_ratios"]) == 4
-    assert res["reduction_pct"] == pytest.approx(100 * (1 - sum(res["block_ratios"]) / 4))
+    # n = 8: the 95% interval of a median runs from the 1st to the 8th order statistic (coverage 99.2%; the 2nd to
+    # 7th covers only 93%)
+    assert (lo, hi) == pytest.approx((100 * (1 - ratios[7]), 100 * (1 - ratios[0])))
     assert format_reduction(res).endswith("%)") and "95% CI" in format_reduction(res)
+    assert describe_sittings(res).startswith("8 sittings of 4 interleaved pairs over") and "on" in describe_sittings(res)
+    assert res["busy_sittings"] == 0 and busy_warning(res) is None
+
+
+@pytest.mark.parametrize("busy, used", [([0] * 6 + [1, 2], 6), ([0] * 4 + [1] * 4, 8)])
+def test_sittings_beside_busy_processes_are_left_out_when_enough_were_idle(monkeypatch, busy, used):
+    from ladarts.hardware import paired
+
+    counts = iter(n for b in busy for n in (0, b))  # sampled before and after each sitting
+    monkeypatch.setattr(paired, "other_runnable", lambda: next(counts))
+    res = paired.paired_reduction(ZOO["PC_DARTS_cifar"], ZOO["DARTS_V1"], Platform(network=TINY), sittings=8,
+                                  pairs=3, gap_s=0, sleep=lambda s: None)
+    assert res["sitting_neighbours"] == busy and res["busy_sittings"] == sum(b > 0 for b in busy)
+    assert res["sittings_used"] == used
+    kept = sorted(r for r, b in zip(res["sitting_ratios"], busy) if b == 0 or used == 8)
+    assert res["ratio"] == pytest.approx(float(np.median(kept)))
+    warning = paired.busy_warning(res)
+    assert warning.startswith(f"{res['busy_sittings']} of 8 sittings ran beside other busy processes")
+    assert ("the other 6" in warning) == (used == 6) and ("too few were idle" in warning) == (used == 8)
+
+
+@pytest.mark.parametrize("kw", [{"sittings": 5}, {"pairs": 0}, {"gap_s": -1}, {"sittings": 6, "confidence": 0.99}])
+def test_paired_reduction_refuses_settings_that_cannot_give_an_interval(kw):
+    from ladarts.errors import UserInputError
+    from ladarts.hardware.paired import paired_reduction
+
+    with pytest.raises(UserInputError):
+        paired_reduction(ZOO["DARTS_V2"], ZOO["DARTS_V1"], Platform(network=TINY), **kw)
 
 
 def test_search_progress_reaches_a_log_file(run_cli, tmp_path):

@@ -35,9 +35,12 @@ class DemoConfig:
     search_channels: int = 8
     search_cells: int = 5
     lam: float = 1.0
+    refine: int = 3  # the λ>0 search measures where it is and refits the LPM this many times (search --refine)
+    refine_neighbours: int = 7
     train_epochs: int = 8
     report_pairs: int = 30
-    verdict_pairs: int = 300  # the two trained networks timed against each other: the reduction's CI
+    verdict_sittings: int = 15  # the two trained networks timed against each other, in sittings spread over time
+    verdict_pairs: int = 20  # per sitting
     remeasure: bool = False  # time the trained networks again even if comparison.json exists
 
     def network(self):
@@ -118,31 +121,44 @@ def stage_fit(cfg: DemoConfig, out: Path, db: str, platform_key: str) -> dict[st
     return {"lpm": str(lpm_dir), "validation": val, "held_out": held_out}
 
 
-def stage_search(cfg: DemoConfig, out: Path, lpm_dir: str) -> dict[str, Any]:
+def stage_search(cfg: DemoConfig, out: Path, lpm_dir: str, db: str) -> dict[str, Any]:
     from ladarts.predict import LPM
+    from ladarts.refine import RefineConfig, run_refined_search
     from ladarts.search import SearchConfig, run_search
-    from ladarts.space import Genotype, encode
+    from ladarts.space import Genotype
 
-    _say(f"3. search on digits: DARTS with λ=0 and LA-DARTS with λ={cfg.lam} ({cfg.search_epochs} epochs each)")
-    lpm = LPM.load(lpm_dir)
+    refined = f", refitting the LPM {cfg.refine} times on where it goes" if cfg.refine else ""
+    _say(f"3. search on digits: DARTS with λ=0 and LA-DARTS with λ={cfg.lam}{refined} ({cfg.search_epochs} epochs "
+         f"each)")
     results = {}
     for lam in (0.0, cfg.lam):
         run = out / f"search_lambda{lam:g}"
         sc = SearchConfig(out=str(run), dataset="digits", input_size=cfg.input_size, epochs=cfg.search_epochs,
                           seed=cfg.seed, channels=cfg.search_channels, cells=cfg.search_cells, lam=lam,
                           resume=(run / "checkpoint.pt").exists(), progress=True, threads=1)
-        if (run / "genotype.json").exists():
-            genotype = Genotype.from_json((run / "genotype.json").read_text())
-            last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-        else:
-            res = run_search(sc, cost=lpm)
-            genotype, last = res.genotype, res.final
-        predicted = float(lpm(encode(genotype)).detach())
+        refine = RefineConfig(rounds=cfg.refine, db=db, neighbours=cfg.refine_neighbours) if lam and cfg.refine else None
+        if not (run / "genotype.json").exists():
+            if refine is None:
+                run_search(sc, cost=LPM.load(lpm_dir))
+            else:
+                run_refined_search(sc, LPM.load(lpm_dir), refine, on_round=_say_round)
+        genotype = Genotype.from_json((run / "genotype.json").read_text())
+        last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+        state = run / "refine" / "state.json"  # absent for λ=0, and in a demo folder from before refinement
+        rounds = json.loads(state.read_text())["rounds"] if state.exists() else []
+        lpm_used = str(run / "refine" / rounds[-1]["lpm"]) if rounds else lpm_dir
+        predicted = float(LPM.load(lpm_used).predict([genotype])[0])
         print(f"λ={lam:g}: supernet val acc {100 * last['val_acc']:.1f}%, derived cell predicted {predicted:.2f} ms")
         print(f"   {genotype.to_darts_text()}")
         results[f"{lam:g}"] = {"run": str(run), "genotype": genotype.to_dict(), "predicted_ms": predicted,
-                               "supernet_val_acc": last["val_acc"]}
+                               "supernet_val_acc": last["val_acc"], "lpm": lpm_used, "refine_rounds": rounds}
     return results
+
+
+def _say_round(r: dict[str, Any]) -> None:
+    print(f"   refine round {r['round']} after epoch {r['epoch'] + 1}: derived cell measured {r['measured_ms']:.2f} ms, "
+          f"predicted {r['predicted_ms']:.2f} ms before the refit, {r['refit_predicted_ms']:.2f} after "
+          f"({len(r['measured'])} architectures added)", flush=True)
 
 
 def stage_train(cfg: DemoConfig, out: Path, searches: dict[str, Any]) -> dict[str, Any]:
@@ -164,21 +180,23 @@ def stage_train(cfg: DemoConfig, out: Path, searches: dict[str, Any]) -> dict[st
     return results
 
 
-def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm_dir: str) -> dict:
+def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict) -> dict:
     from ladarts.hardware import measure_genotypes
-    from ladarts.hardware.paired import format_reduction, paired_reduction
+    from ladarts.hardware.paired import busy_warning, describe_sittings, format_reduction, paired_reduction
     from ladarts.predict import LPM
     from ladarts.report import build_rows, draw_genotype, to_markdown, to_text
     from ladarts.space import Genotype
 
     saved = out / "comparison.json"
     lams = list(searches)
-    if saved.exists() and not cfg.remeasure:
+    previous = json.loads(saved.read_text()) if saved.exists() else {}
+    if "sittings" in previous.get("paired", {}) and not cfg.remeasure:  # (older demos' verdicts are retaken)
         _say("5. measured on this CPU (reused from comparison.json; --remeasure times them again)")
-        result = json.loads(saved.read_text())
+        result = previous
     else:
         _say("5. measured on this CPU: both trained cells, on the LPM's scale and against each other")
-        lpm = LPM.load(lpm_dir)
+        # the λ>0 search's last LPM: fitted on everything the λ=0 one saw, plus where the search went
+        lpm = LPM.load(searches[lams[-1]]["lpm"])
         entries = [{"name": f"λ={lam}", "genotype": Genotype.from_dict(searches[lam]["genotype"]),
                     "network": cfg.network(), "test_acc": trained[lam]["test_acc"]} for lam in lams]
         platform = cfg.platform()
@@ -189,7 +207,8 @@ def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm
         rows = build_rows(entries, timings, [platform.key] * len(entries), lpm)
         for lam, e in zip(lams, entries):
             draw_genotype(e["genotype"], out / f"cells_lambda{lam}.png", title=f"λ={lam}")
-        paired = paired_reduction(entries[0]["genotype"], entries[1]["genotype"], platform, cfg.verdict_pairs)
+        paired = paired_reduction(entries[0]["genotype"], entries[1]["genotype"], platform, cfg.verdict_sittings,
+                                  cfg.verdict_pairs)
         result = {"rows": rows, "paired": paired, "measured_reduction_pct": paired["reduction_pct"],
                   "measured_reduction_ci_pct": paired["ci_pct"]}
         atomic_write_json(saved, result)
@@ -198,8 +217,10 @@ def stage_compare(cfg: DemoConfig, out: Path, searches: dict, trained: dict, lpm
     base, la = result["rows"]
     print(to_text(result["rows"]))
     print(f"measured latency reduction of the λ={cfg.lam:g} cell: {format_reduction(result['paired'])}, from "
-          f"{result['paired']['pairs']} interleaved pairs of the two networks in {result['paired']['blocks']} blocks "
-          f"(accuracy {la['test_acc_pct'] - base['test_acc_pct']:+.2f} points)")
+          f"{describe_sittings(result['paired'])} (accuracy {la['test_acc_pct'] - base['test_acc_pct']:+.2f} points)")
+    busy = busy_warning(result["paired"])
+    if busy:
+        print(f"warning: {busy}")
     return result
 
 
@@ -217,7 +238,7 @@ def _front_png(path: Path, rows: list[dict]) -> None:
 
 
 def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
-    from ladarts.hardware.paired import format_reduction
+    from ladarts.hardware.paired import busy_warning, describe_sittings, format_reduction
     from ladarts.report import to_markdown
 
     m = s["measure"]["noise"]["drift_corrected"]
@@ -230,12 +251,13 @@ def _summary_md(cfg: DemoConfig, s: dict[str, Any]) -> str:
         f"2. LPM against the independent re-run of the {m['n']} architectures it never saw: "
         f"MAPE {held['mape_pct']:.2f}%, τ {held['kendall_tau_b']:.3f}.",
         f"3. Searched with λ=0 and λ={cfg.lam:g} ({cfg.search_epochs} epochs, C={cfg.search_channels} × "
-        f"{cfg.search_cells}-cell supernet).",
+        f"{cfg.search_cells}-cell supernet)" + (f"; the λ={cfg.lam:g} search measured where it was and refitted the "
+                                                f"LPM {cfg.refine} times." if cfg.refine else "."),
         f"4. Trained both cells for {cfg.train_epochs} epochs; measured both:", "",
         to_markdown(s["compare"]["rows"]),
-        f"Measured latency reduction: {format_reduction(s['compare']['paired'])} "
-        f"({s['compare']['paired']['pairs']} interleaved pairs of the two networks, in "
-        f"{s['compare']['paired']['blocks']} freshly built blocks).", "",
+        f"Measured latency reduction: {format_reduction(s['compare']['paired'])}, from "
+        f"{describe_sittings(s['compare']['paired'])}."
+        + (f" Warning: {busy_warning(s['compare']['paired'])}." if busy_warning(s["compare"]["paired"]) else ""), "",
         "Files: `latency.db`, `lpm/`, `lpm_predicted_vs_measured.png`, `search_lambda*/`, `train_lambda*/`, "
         "`cells_lambda*.png`, `front.png`, `comparison.md`, `summary.json`.", "",
         "A single short demo run is one sample, not a result: benchmarks/RESULTS.md has the multi-seed figures.",
@@ -252,9 +274,9 @@ def run_demo(out: str | Path = "demo-out", seed: int = 0, config: DemoConfig | N
     t0 = time.perf_counter()
     s: dict[str, Any] = {"measure": stage_measure(cfg, out)}
     s["fit"] = stage_fit(cfg, out, s["measure"]["db"], s["measure"]["platform"])
-    s["search"] = stage_search(cfg, out, s["fit"]["lpm"])
+    s["search"] = stage_search(cfg, out, s["fit"]["lpm"], s["measure"]["db"])
     s["train"] = stage_train(cfg, out, s["search"])
-    s["compare"] = stage_compare(cfg, out, s["search"], s["train"], s["fit"]["lpm"])
+    s["compare"] = stage_compare(cfg, out, s["search"], s["train"])
     s["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out / "summary.json", s)
     atomic_write_text(out / "README.md", _summary_md(cfg, s))

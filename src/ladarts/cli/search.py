@@ -35,10 +35,38 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ladarts.search import run_search
 
     config = _config(args, args.out, args.lam).resolved()  # bad flags are refused before the LPM is read
+    if args.refine:
+        return _refined_search(args, config)
     code = launch_nproc(args, "search", config.batch_size)
     if code is not None:
         return code
     result = run_search(config, cost=_cost(args))
+    return _print_search(args, result)
+
+
+def _refined_search(args: argparse.Namespace, config) -> int:
+    import os
+
+    from ladarts.refine import RefineConfig, run_refined_search
+
+    if not args.lpm or not args.db:
+        raise UserInputError("--refine needs --lpm DIR and --db FILE (the database the LPM was fitted from)")
+    if (args.nproc or 1) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserInputError("--refine measures on this machine between epochs: run it in one process")
+    refine = RefineConfig(rounds=args.refine, db=args.db, neighbours=args.refine_neighbours,
+                          pairs=args.refine_pairs)
+
+    def said(r: dict) -> None:
+        if not args.json:
+            print(f"refine round {r['round']} after epoch {r['epoch'] + 1}: derived genotype measured "
+                  f"{r['measured_ms']:.2f} ms, predicted {r['predicted_ms']:.2f} ms before the refit and "
+                  f"{r['refit_predicted_ms']:.2f} after ({len(r['measured'])} architectures added, LPM refitted "
+                  f"on {r['n_train']})", file=sys.stderr)
+
+    return _print_search(args, run_refined_search(config, _cost(args), refine, on_round=said))
+
+
+def _print_search(args: argparse.Namespace, result) -> int:
     if not is_main_process():
         return 0
     last = result.final
@@ -126,6 +154,13 @@ def register(add) -> None:
     p = add("search", cmd_search, "latency-aware DARTS / PC-DARTS search; writes a run folder with genotype.json")
     _common(p)
     p.add_argument("--lambda", dest="lam", type=float, default=0.0, help="latency weight λ (default 0)")
+    p.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="closed loop: K times during the search, time the derived genotype and its neighbours on "
+                        "this machine, add them to --db and refit the LPM (default 0: off)")
+    p.add_argument("--db", help="with --refine: the latency database the LPM was fitted from (rounds add to it)")
+    p.add_argument("--refine-neighbours", type=int, default=7, metavar="M",
+                   help="one-edge mutants of the derived genotype timed with it each round (default 7)")
+    p.add_argument("--refine-pairs", type=int, default=10, help="timing pairs per architecture (default 10)")
 
     p = add("sweep", cmd_sweep, "searches over λ (and seeds); writes the search-time front as a table and a PNG")
     _common(p)

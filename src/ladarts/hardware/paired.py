@@ -1,17 +1,28 @@
-"""Two networks timed against each other: a latency reduction with its confidence interval.
+"""Two networks timed against each other: a latency reduction with a confidence interval that a rerun respects.
 
 Timing each network against the platform's reference gives two latencies whose ratio carries the noise of both
 timings and of two calibrations. Timing the two networks interleaved, pair by pair (order alternating), makes each
-pair's ratio see one machine state, so drift cancels in it. What pairs in one sitting cannot see is how much the
-ratio moves from one sitting to the next (the networks' memory placement, the machine's state): measured here, the
-per-pair spread gave intervals of about ±0.5 points that a rerun missed by 1 point. So the pairs are taken in
-``blocks``, each with both networks built and warmed afresh, and the interval is a t-interval over the blocks'
-median ratios: it holds the between-sitting variation a rerun sees.
+pair's ratio see one machine state, so fast drift cancels in it. Slow drift does not: measured on a shared 2-core
+machine, the ratio of two networks moves by about ±0.4 points from one 15-second stretch to the next, and jumps
+by 15 points for seconds at a time while a neighbour's process competes for the core's arithmetic units (the
+conv-heavy network slows, the parameter-free one hardly). Pairs taken within seconds are correlated, so an
+interval over them (or over blocks of them) is too narrow: such intervals missed a rerun's estimate in 3 of 3 demo
+seeds. So the pairs are taken in ``sittings`` spread over time (``gap_s`` apart, both networks built afresh in
+each), every sitting gives one median ratio, the estimate is the median over sittings, and the interval is the
+distribution-free interval of that median (order statistics, ``scipy.stats.quantile_test``): it needs no normal
+model, and a minority of sittings hit by a neighbour moves neither.
+
+No interval over one sitting's span can hold a neighbour that competes for the whole span: measured here, a busy
+process on the other core moved the demo's reduction from 69% to 81% for minutes. So each sitting also counts the
+other runnable tasks on the machine (``/proc/loadavg``) before and after it; the estimate uses only the sittings that
+had none (when at least :data:`MIN_SITTINGS` did), and :func:`busy_warning` says so when the machine was busy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,39 +32,83 @@ from ladarts.hardware.runtimes import configure_threads, load
 from ladarts.hardware.timer import time_interleaved
 from ladarts.space.genotype import Genotype
 
+#: Fewer sittings cannot give a 95% distribution-free interval of a median (0.5**5 * 2 > 0.05).
+MIN_SITTINGS = 6
 
-def paired_reduction(baseline: Genotype, candidate: Genotype, platform: Platform, pairs: int = 300,
-                     warmup: int = 3, confidence: float = 0.95, blocks: int = 6) -> dict[str, Any]:
-    """How much faster ``candidate`` runs than ``baseline`` on ``platform``: ``reduction_pct`` = 100·(1 − the mean
-    over ``blocks`` of each block's median per-pair ratio candidate/baseline), with its ``confidence`` interval
-    (``ci_pct``: low, high)."""
+
+def paired_reduction(baseline: Genotype, candidate: Genotype, platform: Platform, sittings: int = 15,
+                     pairs: int = 20, gap_s: float = 2.0, warmup: int = 3, confidence: float = 0.95,
+                     sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """How much faster ``candidate`` runs than ``baseline`` on ``platform``: ``reduction_pct`` = 100·(1 − the
+    median over ``sittings`` of each sitting's median per-pair ratio candidate/baseline), with its ``confidence``
+    interval (``ci_pct``: low, high). Each sitting times ``pairs`` interleaved pairs; sittings are ``gap_s`` apart."""
     from scipy import stats
 
-    if not 2 <= blocks <= 100 or not 5 * blocks <= pairs <= 100_000:
-        raise UserInputError(f"need 2..100 blocks of at least 5 pairs (at most 100000 pairs), got {pairs} pairs in "
-                             f"{blocks} blocks")
+    if not MIN_SITTINGS <= sittings <= 1000 or not 1 <= pairs <= 100_000 or not 0 <= gap_s <= 3600:
+        raise UserInputError(f"need {MIN_SITTINGS}..1000 sittings of 1..100000 pairs, 0..3600 s apart; got "
+                             f"{sittings} sittings of {pairs} pairs, {gap_s} s apart")
+    if not 0.5 <= confidence < 1 - 2 * 0.5 ** sittings:
+        raise UserInputError(f"a {confidence:.0%} interval needs more than {sittings} sittings")
     configure_threads(platform)
-    block_ratios, base_ms, cand_ms = [], [], []
-    for b in range(blocks):
-        base, cand = load(baseline, platform, seed=b), load(candidate, platform, seed=b)
-        timing = time_interleaved(cand.forward, base.forward, cand.sync, pairs // blocks, warmup, ref_ms=1.0)
+    load_start, t0 = os.getloadavg()[0], time.monotonic()
+    ratios, neighbours, base_ms, cand_ms = [], [], [], []
+    for s in range(sittings):
+        if s:
+            sleep(gap_s)
+        base, cand = load(baseline, platform, seed=s), load(candidate, platform, seed=s)
+        before = other_runnable()
+        timing = time_interleaved(cand.forward, base.forward, cand.sync, pairs, warmup, ref_ms=1.0)
+        neighbours.append(max(before, other_runnable()))
         c, r = np.asarray(timing.samples["arch"]), np.asarray(timing.samples["ref"])
-        block_ratios.append(float(np.median(c / r)))
+        ratios.append(float(np.median(c / r)))
         base_ms += r.tolist()
         cand_ms += c.tolist()
-    ratios = np.asarray(block_ratios)
-    mean = float(ratios.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2, blocks - 1) * ratios.std(ddof=1) / np.sqrt(blocks))
+    idle = [r for r, n in zip(ratios, neighbours) if n == 0]
+    used = idle if len(idle) >= MIN_SITTINGS and len(idle) < len(ratios) else ratios
+    median = float(np.median(used))
+    ci = stats.quantile_test(used, p=0.5).confidence_interval(confidence_level=confidence)
     return {
-        "pairs": pairs // blocks * blocks, "blocks": blocks, "confidence": confidence, "ratio": mean,
-        "block_ratios": block_ratios, "reduction_pct": 100 * (1 - mean),
-        "ci_pct": [100 * (1 - mean - half), 100 * (1 - mean + half)],
+        "pairs": pairs * sittings, "sittings": sittings, "pairs_per_sitting": pairs, "gap_s": gap_s,
+        "span_s": round(time.monotonic() - t0, 1), "confidence": confidence, "ratio": median,
+        "sitting_ratios": ratios, "sitting_neighbours": neighbours, "sittings_used": len(used),
+        "busy_sittings": sum(n > 0 for n in neighbours), "reduction_pct": 100 * (1 - median),
+        "ci_pct": [100 * (1 - float(ci.high)), 100 * (1 - float(ci.low))],
         "baseline_raw_median_ms": float(np.median(base_ms)), "candidate_raw_median_ms": float(np.median(cand_ms)),
+        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
         "platform": platform.key,
     }
+
+
+def other_runnable() -> int:
+    """Runnable tasks on this machine besides the caller, now (Linux's ``/proc/loadavg``; 0 where it is absent)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, running - 1)
+
+
+def busy_warning(result: dict[str, Any]) -> str | None:
+    """One line when other processes ran beside the measurement, saying which sittings the estimate used."""
+    busy, n = result["busy_sittings"], result["sittings"]
+    if not busy:
+        return None
+    used = ("the estimate uses the other " + str(result["sittings_used"]) if result["sittings_used"] < n
+            else "too few were idle, so the estimate uses all of them and may be off by more than its interval")
+    return (f"{busy} of {n} sittings ran beside other busy processes (a busy neighbour slows conv-heavy networks "
+            f"more than parameter-free ones); {used}: rerun on an idle machine for a figure that holds")
 
 
 def format_reduction(result: dict[str, Any]) -> str:
     """``66.2% (95% CI 61.0–70.3%)``."""
     lo, hi = result["ci_pct"]
     return f"{result['reduction_pct']:.1f}% ({100 * result['confidence']:.0f}% CI {lo:.1f}–{hi:.1f}%)"
+
+
+def describe_sittings(result: dict[str, Any]) -> str:
+    """Where the figure came from, with the machine's load: ``15 sittings of 20 interleaved pairs over 38 s (load
+    1.2–1.4 on 2 CPUs)``."""
+    lo, hi = sorted(result["load"])
+    return (f"{result['sittings']} sittings of {result['pairs_per_sitting']} interleaved pairs over "
+            f"{result['span_s']:.0f} s (load {lo:.1f}–{hi:.1f} on {result['cpus']} CPUs)")

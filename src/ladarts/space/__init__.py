@@ -23,13 +23,13 @@ from ladarts.space.networks import (
     network_config,
 )
 from ladarts.space.primitives import EXTRA_PRIMITIVES, OPS, PRIMITIVES
-from ladarts.space.sampling import iter_genotypes, sample_genotype, sample_genotypes
+from ladarts.space.sampling import iter_genotypes, neighbours, sample_genotype, sample_genotypes
 from ladarts.space.zoo import ZOO, parse_genotype_text, resolve_genotype
 
 __all__ = [
     "EDGES", "ENCODING_SHAPE", "ENCODING_VERSION", "EXTRA_PRIMITIVES", "Genotype", "Network", "NetworkConfig",
     "OPS", "PRESETS", "PRIMITIVES", "ZOO", "arch_hash", "build_network", "canonical", "check_encodable",
     "count_macs", "count_params", "decode", "encode", "encode_many", "is_encodable", "iter_genotypes",
-    "network_config", "parse_darts_text", "parse_genotype_text", "resolve_genotype", "sample_genotype",
+    "neighbours", "network_config", "parse_darts_text", "parse_genotype_text", "resolve_genotype", "sample_genotype",
     "sample_genotypes",
 ]

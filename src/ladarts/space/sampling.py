@@ -87,3 +87,20 @@ def sample_genotypes(n: int, seed: int, sampler: str = "uniform") -> list[Genoty
 def parameter_free_count(pairs: tuple[Pair, ...]) -> int:
     """How many edges of a cell are parameter-free (pools and skips)."""
     return sum(op in PARAMETER_FREE for op, _ in pairs)
+
+
+def neighbours(genotype: Genotype, n: int, seed: int) -> list[Genotype]:
+    """Up to ``n`` distinct architectures one edge away from ``genotype``: one edge of the normal or the reduction
+    cell takes another primitive (its input stays). Where a search stands, these are what an LPM must rank."""
+    rng = random.Random(seed)
+    cells = {"normal": list(genotype.normal), "reduce": list(genotype.reduce)}
+    moves = [(kind, e, op) for kind, pairs in cells.items() for e, (old, _) in enumerate(pairs)
+             for op in EDGE_CHOICES if op != old]
+    out = []
+    for kind, e, op in rng.sample(moves, min(n, len(moves))):
+        pairs = list(cells[kind])
+        pairs[e] = (op, pairs[e][1])
+        changed = {**cells, kind: pairs}
+        out.append(Genotype(tuple(changed["normal"]), genotype.normal_concat, tuple(changed["reduce"]),
+                            genotype.reduce_concat))
+    return out
