@@ -80,28 +80,6 @@ def test_fit_reports_baselines_and_the_rerun_and_writes_its_files(db, fitted):
     assert cfg["seed"] == 1 and cfg["platform"] == tkey and cfg["lpm_config"]["max_epochs"] == 80
 
 
-class Proc:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the CLI in this process (much faster than a subprocess); same exit code, stdout and stderr."""
-    from ladarts.cli import main
-
-    def run(*args):
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code
-        out, err = capsys.readouterr()
-        return Proc(code, out, err)
-
-    return run
-
-
 def test_predict_prints_latency_in_ms(fitted, cli):
     out, _ = fitted
     proc = cli("predict", "--lpm", str(out), "DARTS_V2", "PC_DARTS_cifar", "--json")

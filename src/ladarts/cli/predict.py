@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ladarts.cli.common import GENOTYPE_HELP, print_json
 from ladarts.errors import LadartsWarning, UserInputError
@@ -128,38 +129,85 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from ladarts.io import atomic_write_json
-    from ladarts.predict import dataset_from_records, format_table, transfer_experiment
-
+    from ladarts.predict import dataset_from_records, format_table
+    from ladarts.predict.fewshot import MIN_SOURCE_ARCHS, MIN_SOURCES, check_k
     from ladarts.runs import set_threads
 
     set_threads(args.threads)
-    lpm = _load_lpm(args)
+    lpm = _load_lpm(args) if args.lpm else None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {args.out}: exists and is not a folder")
     with _open_store(args.db) as store:
         key = store.resolve_platform(args.platform)
-        if key == lpm.platform_key:
+        if lpm is not None and key == lpm.platform_key:
             raise UserInputError(f"the LPM is already fitted on {key}; transfer targets another platform")
         row = store.platform_row(key)
         run = store.pick_run(key, args.run)
         target = dataset_from_records(store.records(key, run=run))
-    res = transfer_experiment(lpm, target, args.k, seed=args.seed, platform_row=row, device=args.device)
+        check_k(args.k, len(target))
+        sources, rows = {}, {}
+        if args.prior != "single":  # every other platform with enough architectures (all its runs, averaged)
+            for other in store.platforms():
+                recs = store.records(other) if other != key else []
+                if len({r.arch_hash for r in recs}) >= MIN_SOURCE_ARCHS:
+                    sources[other], rows[other] = dataset_from_records(recs), store.platform_row(other)
+    held = f"{args.db} holds {len(sources)} other platform(s) with ≥ {MIN_SOURCE_ARCHS} architectures"
+    if args.prior == "multi" and not sources:
+        raise UserInputError(f"--prior multi: {held}")
+    # auto: the prior when there are platforms to mix, else --lpm; with one other platform and no --lpm, that one
+    multi = args.prior == "multi" or (args.prior == "auto" and (len(sources) >= MIN_SOURCES
+                                                                or (lpm is None and sources)))
+    if not multi and lpm is None:
+        why = "" if args.prior == "single" else f" ({held})"
+        raise UserInputError(f"single-source transfer needs --lpm, an LPM fitted on another platform{why}")
+    if multi:
+        note = (f"prior: multi-platform, from the {len(sources)} other platform(s) in {args.db}"
+                + (f"; --lpm {args.lpm} not used (--prior single transfers from it)" if lpm is not None else ""))
+        res = _multi_platform_transfer(args, sources, rows, target, row)
+    else:
+        note = (f"prior: single-source, fine-tuning --lpm (fitted on {lpm.platform_key})"
+                + ("" if args.prior == "single" else f"; {held}, the multi-platform prior needs {MIN_SOURCES}"))
+        res = _single_source_transfer(args, lpm, target, row)
     tuned = res.pop("lpm")
     tuned.save(out)
-    atomic_write_json(out / "config.json", {"command": "transfer", "lpm": str(args.lpm), "db": str(args.db),
-                                            "platform": key, "run": run, "k": args.k, "seed": args.seed,
-                                            "device": args.device})
-    res.pop("fit_report", None)
+    res["prior_note"] = note
+    atomic_write_json(out / "config.json", {"command": "transfer", "lpm": args.lpm, "db": str(args.db), "platform": key,
+                                            "run": run, "k": args.k, "seed": args.seed, "device": args.device,
+                                            "prior": res["prior"], "sources": res.get("sources") or [lpm.platform_key]})
     res["lpm"] = str(out)
     atomic_write_json(out / "transfer_report.json", res)
     if args.json:
         print_json(res)
-    else:
-        print(f"transfer {lpm.platform_key} → {key} with K = {args.k} measurements (run {run!r}); "
-              f"fine-tuned LPM written to {out}")
-        print(format_table(res["metrics"], f"on the other {res['n_eval']} architectures of run {run!r}"))
+        return 0
+    print(note)
+    if multi:
+        info = res["transfer"]
+        weights = ", ".join(f"{s['key'].split('/')[0]} {s['weight']:+.3g}" for s in info["sources"])
+        print(f"head {info['space']}:{info['variant']} (leave-one-out relative error on the K "
+              f"{100 * info['loo_relative_error']:.1f}%); source weights: {weights}")
+    print(f"K = {args.k} measurements of {key} (run {run!r}); LPM written to {out}")
+    print(format_table(res["metrics"], f"on the other {res['n_eval']} architectures of run {run!r}"))
     return 0
+
+
+def _multi_platform_transfer(args: argparse.Namespace, sources: dict[str, Any], rows: dict[str, Any], target: Any,
+                             row: dict[str, Any] | None) -> dict[str, Any]:
+    """``fewshot_experiment`` from LPMs fitted now on every platform in ``sources`` (key → its architectures)."""
+    from ladarts.predict.fewshot import fewshot_experiment, fit_prior
+
+    prior = fit_prior(sources, seed=args.seed, rows=rows, device=args.device, progress=not args.json)
+    return fewshot_experiment(prior, target, args.k, seed=args.seed, platform_row=row, device=args.device)
+
+
+def _single_source_transfer(args: argparse.Namespace, lpm: Any, target: Any,
+                            row: dict[str, Any] | None) -> dict[str, Any]:
+    """Today's ``transfer_experiment``: fine-tune the one LPM given with ``--lpm``."""
+    from ladarts.predict import transfer_experiment
+
+    res = transfer_experiment(lpm, target, args.k, seed=args.seed, platform_row=row, device=args.device)
+    res.pop("fit_report", None)
+    return {**res, "prior": "single-source"}
 
 
 def register(add) -> None:
@@ -194,13 +242,18 @@ def register(add) -> None:
                    help="evaluate on another platform anyway (a warning instead of an error)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
 
-    p = add("transfer", cmd_transfer, "adapt an LPM to another platform with K measurements; compare with scratch")
-    p.add_argument("--lpm", required=True, help="LPM folder fitted on the source platform")
+    p = add("transfer", cmd_transfer, "an LPM for a new platform from K measurements and the other platforms; "
+                                      "compare with scratch")
+    p.add_argument("--lpm", help="LPM folder fitted on another platform: the source of single-source transfer")
+    p.add_argument("--prior", choices=("auto", "multi", "single"), default="auto",
+                   help="multi: mix LPMs fitted on every other platform in --db (ladarts.predict.fewshot); single: "
+                        "fine-tune --lpm; auto (default): multi when --db holds at least 2 other platforms with "
+                        "enough architectures (or 1 and no --lpm is given), else single")
     p.add_argument("--db", required=True, help="latency database holding the target platform")
     p.add_argument("--platform", required=True, help="target platform key or a unique substring")
     p.add_argument("--run", help="target run (default: the largest)")
     p.add_argument("--k", type=int, required=True, help="target measurements to adapt with")
-    p.add_argument("--out", required=True, help="folder for the fine-tuned LPM")
+    p.add_argument("--out", required=True, help="folder for the target platform's LPM")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's default)")
     p.add_argument("--seed", type=int, default=0, help="which K architectures, and training seed (default 0)")

@@ -15,11 +15,13 @@ Python API (what the demo and the search use)::
 
 Lower level: :func:`fit_dataset`, :func:`dataset_from_records`, :func:`split_indices`, :class:`LPMConfig`,
 :func:`fit_baselines`, :func:`regression_metrics`, :func:`fine_tune`, :func:`transfer_experiment`,
-:func:`soft_behaviour`, :func:`synthetic_records`; the fit experiment of ``ladarts fit`` is
-:mod:`ladarts.predict.experiment`.
+:func:`soft_behaviour`, :func:`synthetic_records`; the few-shot LPM for a new platform from the other
+platforms' LPMs: :func:`fit_prior`, :func:`adapt_prior`, :func:`fewshot_experiment` (:mod:`ladarts.predict.fewshot`);
+the fit experiment of ``ladarts fit`` is :mod:`ladarts.predict.experiment`.
 """
 
 from ladarts.predict.baselines import fit_baselines, lut_table
+from ladarts.predict.fewshot import PlatformPrior, adapt_prior, fewshot_experiment, fit_prior
 from ladarts.predict.fit import (
     LatencyDataset,
     dataset_from_records,
@@ -36,8 +38,8 @@ from ladarts.predict.transfer import fine_tune, recalibrate, transfer_experiment
 from ladarts.space.costs import macs_params
 
 __all__ = [
-    "LPM", "LPMConfig", "LatencyDataset", "additive_table", "dataset_from_records", "evaluate_lpm", "fine_tune",
-    "fit_baselines", "fit_dataset", "fit_lpm", "format_table", "lut_table", "macs_params", "mass_path",
-    "recalibrate", "regression_metrics", "soft_behaviour", "split_indices", "synthetic_records",
-    "transfer_experiment",
+    "LPM", "LPMConfig", "LatencyDataset", "PlatformPrior", "adapt_prior", "additive_table", "dataset_from_records",
+    "evaluate_lpm", "fewshot_experiment", "fine_tune", "fit_baselines", "fit_dataset", "fit_lpm", "fit_prior",
+    "format_table", "lut_table", "macs_params", "mass_path", "recalibrate", "regression_metrics", "soft_behaviour",
+    "split_indices", "synthetic_records", "transfer_experiment",
 ]
