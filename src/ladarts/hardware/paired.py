@@ -15,7 +15,7 @@ model, and a minority of sittings hit by a neighbour moves neither.
 No interval over one sitting's span can hold a neighbour that competes for the whole span: measured here, a busy
 process on the other core moved the demo's reduction from 69% to 81% for minutes. So each sitting also counts the
 other runnable tasks on the machine (``/proc/loadavg``) before and after it; the estimate uses only the sittings that
-had none (when at least :data:`MIN_SITTINGS` did), and :func:`busy_warning` says so when the machine was busy.
+had none (when at least :data:`MIN_SITTINGS` did), and :func:`busy_warning` warns when too few did.
 """
 
 from __future__ import annotations
@@ -90,14 +90,13 @@ def other_runnable() -> int:
 
 
 def busy_warning(result: dict[str, Any]) -> str | None:
-    """One line when other processes ran beside the measurement, saying which sittings the estimate used."""
+    """One line when sittings beside busy processes had to stay in the estimate (too few were idle)."""
     busy, n = result["busy_sittings"], result["sittings"]
-    if not busy:
+    if not busy or result["sittings_used"] < n:
         return None
-    used = ("the estimate uses the other " + str(result["sittings_used"]) if result["sittings_used"] < n
-            else "too few were idle, so the estimate uses all of them and may be off by more than its interval")
-    return (f"{busy} of {n} sittings ran beside other busy processes (a busy neighbour slows conv-heavy networks "
-            f"more than parameter-free ones); {used}: rerun on an idle machine for a figure that holds")
+    return (f"{busy} of {n} sittings ran beside other busy processes, too few idle ones to leave them out (a busy "
+            f"neighbour slows conv-heavy networks more than parameter-free ones): the figure may be off by more "
+            f"than its interval; rerun on an idle machine")
 
 
 def format_reduction(result: dict[str, Any]) -> str:
@@ -108,7 +107,9 @@ def format_reduction(result: dict[str, Any]) -> str:
 
 def describe_sittings(result: dict[str, Any]) -> str:
     """Where the figure came from, with the machine's load: ``15 sittings of 20 interleaved pairs over 38 s (load
-    1.2–1.4 on 2 CPUs)``."""
+    1.2–1.4 on 2 CPUs; 1 beside busy processes left out)``."""
     lo, hi = sorted(result["load"])
+    left_out = result["sittings"] - result["sittings_used"]
     return (f"{result['sittings']} sittings of {result['pairs_per_sitting']} interleaved pairs over "
-            f"{result['span_s']:.0f} s (load {lo:.1f}–{hi:.1f} on {result['cpus']} CPUs)")
+            f"{result['span_s']:.0f} s (load {lo:.1f}–{hi:.1f} on {result['cpus']} CPUs"
+            + (f"; {left_out} beside busy processes left out)" if left_out else ")"))
