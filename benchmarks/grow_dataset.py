@@ -207,7 +207,8 @@ class Growth:
         self.log_path = self.db.parent / "growth-log.json"
         self.log = _read_json(self.log_path) or {"sessions": [], "chunks": [], "errors": []}
         self.failed: dict[str, str] = {}
-        self.credit = {g: 0.0 for g in SHARES}
+        self.shares = args.shares
+        self.credit = {g: 0.0 for g in self.shares}
         self.workers = Workers(self.db, args.seed, args.n_max, args.pairs)
 
     # ---- state ---------------------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ class Growth:
         base_top = min((pre.get((s.name, "main"), 0) for s in self.group("base")), default=0)
         chunks: list[tuple[Spec, str, int]] = []
         print(f"round plan ({left / 60:.1f} min left):", flush=True)
-        for g, share in SHARES.items():
+        for g, share in self.shares.items():
             specs = self.group(g)
             if not specs:
                 continue
@@ -312,7 +313,7 @@ class Growth:
         """What the shares would reach by the deadline at the costs measured so far."""
         left = self.deadline - time.time()
         print(f"projection at the measured costs, {left / 60:.0f} min left:", flush=True)
-        for g, share in SHARES.items():
+        for g, share in self.shares.items():
             for s in self.group(g):
                 c, cb = self.cost(s, "main"), self.cost(s, "b")
                 if c is None:
@@ -334,7 +335,7 @@ class Growth:
             while time.time() < self.deadline - 30:
                 chunks = self.plan()
                 if not chunks:
-                    if all(self.credit[g] > 4 * self.args.round_s for g in SHARES if self.group(g)):
+                    if all(self.credit[g] > 4 * self.args.round_s for g in self.shares if self.group(g)):
                         break  # nothing affordable before the deadline
                     continue
                 rounds += 1
@@ -360,9 +361,27 @@ class Growth:
                 "until": datetime.fromtimestamp(self.deadline, timezone.utc).isoformat(timespec="seconds"),
                 "network": network_config("cifar").to_dict(), "timer": asdict(MeasureConfig(pairs=self.args.pairs)),
                 "platforms": [{**asdict(s), "key": self.keys[s.name]} for s in SPECS],
-                "shares": SHARES, "b_ratio": B_RATIO,
+                "shares": self.shares, "b_ratio": B_RATIO,
                 "export_cache": os.environ.get("LADARTS_EXPORT_CACHE"),
                 "export_cache_gb": os.environ.get("LADARTS_EXPORT_CACHE_GB")}
+
+
+def parse_shares(text: str) -> dict[str, float]:
+    """``base=0.5,batch8=0.3`` -> every group's share of a round, the unnamed ones keeping their default and all
+    rescaled to sum to 1: a session can spend its time where the dataset is shortest."""
+    shares = dict(SHARES)
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name.strip() not in SHARES:
+            raise UserInputError(f"--shares: unknown group {name.strip()!r} (groups: {', '.join(SHARES)})")
+        try:
+            shares[name.strip()] = float(value)
+        except ValueError:
+            raise UserInputError(f"--shares: {item!r} is not GROUP=NUMBER") from None
+    total = sum(shares.values())
+    if any(v < 0 for v in shares.values()) or total <= 0:
+        raise UserInputError("--shares: shares must be >= 0 and not all 0")
+    return {g: v / total for g, v in shares.items()}
 
 
 def _read_json(path: Path) -> Any:
@@ -383,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b-cap", type=int, default=200, help="run b's target prefix, the noise floor (default 200)")
     p.add_argument("--round-s", type=float, default=600.0, help="seconds of measuring per round (default 600)")
     p.add_argument("--pairs", type=int, default=20, help="interleaved pairs per architecture (default 20)")
+    p.add_argument("--shares", default="", help="GROUP=SHARE,... of each round's time (default: "
+                   + ",".join(f"{g}={v}" for g, v in SHARES.items()) + "; rescaled to sum to 1)")
     args = p.parse_args(argv)
     try:
+        args.shares = parse_shares(args.shares)
         deadline = parse_until(args.until)
         if not Path(args.db).parent.is_dir():
             Path(args.db).parent.mkdir(parents=True)
