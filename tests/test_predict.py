@@ -245,6 +245,23 @@ def test_transfer_beats_training_from_scratch_on_k():
         transfer_experiment(lpm, dataset_from_records(tgt), 2)
 
 
+def test_transfer_is_scored_only_on_architectures_the_source_never_saw():
+    src = synthetic_records(100, seed=0, table_seed=0)
+    lpm, _ = fit_lpm(src, seed=0, config=FAST)
+    # the target platform timed the source's 100 architectures and 50 more (the same stream, a longer prefix)
+    tgt = dataset_from_records(synthetic_records(150, seed=0, table_seed=1, platform="synthetic-b/cifar"))
+    res = transfer_experiment(lpm, tgt, 20, seed=0)
+    seen = set(lpm.meta["training"]["arch_hashes"])
+    assert res["n_eval"] + res["n_excluded_seen"] == 130 and 0 < res["n_eval"] <= 50
+    tuned = res["lpm"]
+    assert seen <= set(tuned.meta["training"]["source_arch_hashes"])  # evaluate leaves them out too
+    rep = evaluate_lpm(tuned, synthetic_records(150, seed=0, table_seed=1, platform="synthetic-b/cifar"))
+    assert rep["n_excluded_seen"] == len(seen | set(tuned.meta["training"]["arch_hashes"]))
+    with pytest.raises(UserInputError, match="unseen by the source"):
+        transfer_experiment(lpm, dataset_from_records(synthetic_records(60, seed=0, table_seed=1,
+                                                                        platform="synthetic-b/cifar")), 20)
+
+
 def test_log_output_and_plain_mlp_variants_fit_and_reload(tmp_path):
     recs = synthetic_records(300, seed=0)
     test = synthetic_records(100, seed=1)

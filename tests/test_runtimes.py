@@ -3,6 +3,7 @@ one line when a runtime is missing, and the export cache."""
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,27 @@ def test_second_load_of_a_genotype_does_not_export_again(monkeypatch, export_cac
     runtimes.load(g, Platform(runtime="onnxruntime", network=network_config("cifar", channels=6, cells=3,
                                                                               input_size=8)), seed=seed)
     assert len(calls) == 3
+
+
+def test_export_cache_goes_stale_with_the_code_that_builds_networks_only():
+    """The builder digest covers exactly what ``networks.py`` imports from ``space/`` (followed through), so an
+    edit to a primitive invalidates old exports and an edit to, say, the sampler does not."""
+    import ast
+    import importlib
+
+    def space_imports(module: str) -> set[str]:
+        tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").startswith("ladarts.space.")}
+
+    seen, todo = set(), ["ladarts.space.networks"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += space_imports(module)
+    assert seen == set(runtimes.BUILDER_MODULES)
+    assert "ladarts.space.sampling" not in seen
 
 
 def test_disk_cache_keeps_the_recently_used_within_its_limit(tmp_path, monkeypatch):

@@ -159,8 +159,8 @@ def _round(cost: RefinedLPM, cfg: SearchConfig, platform: Platform, record: dict
         keep = set(training["arch_hashes"]) | refined
         runs = [*training["runs"], refine.run]
         records = [r for r in store.records(measurer.key) if r.run in runs and r.arch_hash in keep]
-        measured_ms = next(r.latency_ms for r in store.records(measurer.key, run=refine.run)
-                           if r.arch_hash == arch_hash(genotype))
+        derived = arch_hash(genotype)
+        measured_ms = next(r.latency_ms for r in records if r.run == refine.run and r.arch_hash == derived)
         row = store.platform_row(measurer.key)
     lpm, _ = fit_lpm(records, seed=cfg.seed, platform_row=row, config=cost.first.config)
     name = f"lpm_round{k}"

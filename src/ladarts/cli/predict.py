@@ -130,7 +130,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from ladarts.io import atomic_write_json
     from ladarts.predict import dataset_from_records, format_table
-    from ladarts.predict.fewshot import MIN_SOURCE_ARCHS, MIN_SOURCES, check_k
+    from ladarts.predict.fewshot import MIN_SOURCE_ARCHS, MIN_SOURCES
+    from ladarts.predict.transfer import few_shot_split
     from ladarts.runs import set_threads
 
     set_threads(args.threads)
@@ -145,11 +146,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         row = store.platform_row(key)
         run = store.pick_run(key, args.run)
         target = dataset_from_records(store.records(key, run=run))
-        check_k(args.k, len(target))
+        evaluation = _evaluation_architectures(args, target, few_shot_split)
         sources, rows = {}, {}
         if args.prior != "single":  # every other platform with enough architectures (all its runs, averaged)
-            for other in store.platforms():
-                recs = store.records(other) if other != key else []
+            for other in store.platforms():  # less the target's evaluation architectures, kept unseen
+                recs = [r for r in store.records(other) if r.arch_hash not in evaluation] if other != key else []
                 if len({r.arch_hash for r in recs}) >= MIN_SOURCE_ARCHS:
                     sources[other], rows[other] = dataset_from_records(recs), store.platform_row(other)
     held = f"{args.db} holds {len(sources)} other platform(s) with ≥ {MIN_SOURCE_ARCHS} architectures"
@@ -162,7 +163,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         why = "" if args.prior == "single" else f" ({held})"
         raise UserInputError(f"single-source transfer needs --lpm, an LPM fitted on another platform{why}")
     if multi:
-        note = (f"prior: multi-platform, from the {len(sources)} other platform(s) in {args.db}"
+        note = (f"prior: multi-platform, from the {len(sources)} other platform(s) in {args.db}, fitted without the "
+                f"{len(evaluation)} target architectures it is scored on"
                 + (f"; --lpm {args.lpm} not used (--prior single transfers from it)" if lpm is not None else ""))
         res = _multi_platform_transfer(args, sources, rows, target, row)
     else:
@@ -174,6 +176,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     res["prior_note"] = note
     atomic_write_json(out / "config.json", {"command": "transfer", "lpm": args.lpm, "db": str(args.db), "platform": key,
                                             "run": run, "k": args.k, "seed": args.seed, "device": args.device,
+                                            "eval_fraction": args.eval_fraction,
                                             "prior": res["prior"], "sources": res.get("sources") or [lpm.platform_key]})
     res["lpm"] = str(out)
     atomic_write_json(out / "transfer_report.json", res)
@@ -187,8 +190,23 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print(f"head {info['space']}:{info['variant']} (leave-one-out relative error on the K "
               f"{100 * info['loo_relative_error']:.1f}%); source weights: {weights}")
     print(f"K = {args.k} measurements of {key} (run {run!r}); LPM written to {out}")
-    print(format_table(res["metrics"], f"on the other {res['n_eval']} architectures of run {run!r}"))
+    print(format_table(res["metrics"], f"on {res['n_eval']} other architectures of run {run!r} that no LPM here was "
+                                       f"fitted on ({res['n_excluded_seen']} left out)"))
     return 0
+
+
+def _evaluation_architectures(args: argparse.Namespace, target: Any, few_shot_split: Any) -> set[str]:
+    """The target architectures (a seeded share of those outside the K, at least 3) the transfer is scored on. The
+    sources of the multi-platform prior are fitted without them: where platforms share architectures, as in a
+    multi-platform dataset, scoring on ones the sources saw would flatter the prior."""
+    from ladarts.predict.fit import split_indices
+
+    if not 0 < args.eval_fraction <= 1:
+        raise UserInputError(f"--eval-fraction must be in (0, 1], got {args.eval_fraction}")
+    _, rest = few_shot_split(target, args.k, seed=args.seed)
+    n = min(len(rest), max(3, round(args.eval_fraction * len(rest))))
+    _, idx = split_indices(rest.hashes, n_second=n, seed=args.seed)
+    return {rest.hashes[i] for i in idx}
 
 
 def _multi_platform_transfer(args: argparse.Namespace, sources: dict[str, Any], rows: dict[str, Any], target: Any,
@@ -253,6 +271,10 @@ def register(add) -> None:
     p.add_argument("--platform", required=True, help="target platform key or a unique substring")
     p.add_argument("--run", help="target run (default: the largest)")
     p.add_argument("--k", type=int, required=True, help="target measurements to adapt with")
+    p.add_argument("--eval-fraction", type=float, default=0.3,
+                   help="share of the other target architectures to score on (default 0.3, at least 3); the "
+                        "multi-platform prior's sources are fitted without them, single-source transfer leaves out "
+                        "those --lpm was fitted on")
     p.add_argument("--out", required=True, help="folder for the target platform's LPM")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's default)")

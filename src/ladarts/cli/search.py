@@ -81,7 +81,8 @@ def _print_search(args: argparse.Namespace, result) -> int:
         print(f"derived genotype's predicted latency {summary['lat_derived_ms']:.3f} ms "
               f"(LAT(α) {summary['lat_alpha_ms']:.3f} ms)")
     print(f"genotype: {result.genotype.to_json()}")
-    print(f"wrote {result.out}/genotype.json, log.jsonl, checkpoint.pt, config.json")
+    extra = ", refine/ (each round's LPM and state.json)" if (result.out / "refine").is_dir() else ""
+    print(f"wrote {result.out}/genotype.json, log.jsonl, checkpoint.pt, config.json{extra}")
     return 0
 
 

@@ -29,9 +29,10 @@ import torch
 
 from ladarts.errors import UserInputError
 from ladarts.io import json_safe
-from ladarts.predict.fit import LatencyDataset, fit_dataset, fitted_support, platform_meta, split_indices
+from ladarts.predict.fit import LatencyDataset, fit_dataset, fitted_support, platform_meta, seen_architectures
 from ladarts.predict.lpm import LPM, N_FEATURES, LPMConfig, pooling_matrix
 from ladarts.predict.metrics import regression_metrics
+from ladarts.predict.transfer import check_k, few_shot_split
 from ladarts.space.encoding import ENCODING_VERSION
 
 #: A source platform needs this many architectures for its LPM to carry information worth mixing in.
@@ -83,6 +84,10 @@ class PlatformPrior:
             return np.zeros((0, len(self.lpms)))
         ms = np.stack([lpm.predict_encodings(encodings) for lpm in self.lpms], axis=1)
         return np.log(ms) if self.space == "log" else ms
+
+    def seen(self) -> set[str]:
+        """Every architecture a source LPM was fitted on (on its own platform)."""
+        return set().union(*(seen_architectures(lpm) for lpm in self.lpms))
 
     def subset(self, keys: list[str]) -> "PlatformPrior":
         pos = [self.keys.index(k) for k in keys]
@@ -274,28 +279,19 @@ def adapt_prior(prior: PlatformPrior, shots: LatencyDataset, *, variant: str = D
         "target": "latency_ms: the store's drift-corrected latency, in ms",
         "mean_latency_ms": float(np.mean(shots.latency_ms)), "support": support,
         "training": {"runs": shots.runs, "arch_hashes": shots.hashes, "n_archs": len(shots), "seed": seed,
-                     "finetuned_from": None},
+                     "finetuned_from": None, "source_arch_hashes": sorted(prior.seen())},
         "metrics": {"train": regression_metrics(lpm.predict_encodings(shots.encodings), shots.latency_ms)},
         "transfer": info,
     })
     return lpm, json_safe(info)
 
 
-def check_k(k: int, n: int) -> None:
-    """K few-shot measurements out of ``n``: at least 4 to fit, at least 3 left to evaluate on."""
-    if k < 4 or k >= n - 2:
-        raise UserInputError(f"--k must be at least 4 and leave at least 3 of the {n} target architectures to "
-                             f"evaluate on, got {k}")
-
-
 def fewshot_experiment(prior: PlatformPrior, target: LatencyDataset, k: int, *, seed: int = 0,
                        platform_row: dict[str, Any] | None = None, variant: str = DEFAULT_VARIANT,
                        scratch_config: LPMConfig | None = None, device: str = "cpu") -> dict[str, Any]:
-    """K random target records adapt the prior; the rest evaluate it beside an LPM trained on the K alone (the
-    split and the scratch recipe of :func:`ladarts.predict.transfer_experiment`)."""
-    check_k(k, len(target))
-    rest_idx, k_idx = split_indices(target.hashes, n_second=k, seed=seed)
-    shots, rest = target.subset(k_idx), target.subset(rest_idx)
+    """K random target records adapt the prior; the rest that no source LPM saw evaluate it beside an LPM trained
+    on the K alone (the split and the scratch recipe of :func:`ladarts.predict.transfer_experiment`)."""
+    shots, rest = few_shot_split(target, k, seed=seed, seen=prior.seen())
     lpm, info = adapt_prior(prior, shots, variant=variant, seed=seed, platform_row=platform_row)
     scratch, _ = fit_dataset(shots, seed=seed, platform_row=platform_row,
                              config=scratch_config or LPMConfig(val_fraction=0.2), device=device)
@@ -303,7 +299,8 @@ def fewshot_experiment(prior: PlatformPrior, target: LatencyDataset, k: int, *, 
     rows = {"fewshot": regression_metrics(lpm.predict_encodings(rest.encodings), y),
             "scratch": regression_metrics(scratch.predict_encodings(rest.encodings), y)}
     lpm.meta["metrics"]["transfer_heldout"] = json_safe(rows["fewshot"])
-    return {"k": k, "seed": seed, "n_eval": len(rest), "prior": "multi-platform", "sources": prior.keys,
+    return {"k": k, "seed": seed, "n_eval": len(rest), "n_excluded_seen": len(target) - k - len(rest),
+            "prior": "multi-platform", "sources": prior.keys,
             "target_platform": target.platform, "metrics": json_safe(rows), "transfer": info, "lpm": lpm}
 
 

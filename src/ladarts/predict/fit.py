@@ -185,10 +185,19 @@ def fit_lpm(records: Sequence[Any], *, seed: int = 0, platform_row: dict[str, An
                        device=device, progress=progress)
 
 
+def seen_architectures(lpm: LPM) -> set[str]:
+    """Every architecture whose latency shaped ``lpm``: its own training set and, for a transferred or few-shot
+    LPM, its sources' (measured on other platforms). Scoring on any of them flatters it: platforms share much of
+    what makes one architecture slower than another."""
+    training = lpm.meta.get("training") or {}
+    return set(training.get("arch_hashes") or []) | set(training.get("source_arch_hashes") or [])
+
+
 def evaluate_lpm(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) -> dict[str, Any]:
-    """Metrics of ``lpm`` on ``records``, leaving out architectures it was fitted on (and saying how many)."""
+    """Metrics of ``lpm`` on ``records``, leaving out architectures it or its sources were fitted on (and saying
+    how many)."""
     data = dataset_from_records(records)
-    seen = set((lpm.meta.get("training") or {}).get("arch_hashes") or []) if exclude_seen else set()
+    seen = seen_architectures(lpm) if exclude_seen else set()
     keep = [i for i, h in enumerate(data.hashes) if h not in seen]
     excluded = len(data) - len(keep)
     if not keep:

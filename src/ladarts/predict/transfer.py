@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ladarts.errors import UserInputError
-from ladarts.predict.fit import LatencyDataset, fit_dataset, split_indices
+from ladarts.predict.fit import LatencyDataset, fit_dataset, seen_architectures, split_indices
 from ladarts.io import json_safe
 from ladarts.predict.lpm import LPM, LPMConfig
 from ladarts.predict.metrics import regression_metrics
@@ -97,6 +97,7 @@ def fine_tune(lpm: LPM, data: LatencyDataset, *, seed: int = 0, platform_row: di
     model, report = fit_dataset(data, seed=seed, platform_row=platform_row, init=cal, anchor_weight=anchor_weight,
                                 device=device, staged=True, prior_ridge=prior_ridge)
     source = lpm.meta.get("platform") or {}
+    model.meta["training"]["source_arch_hashes"] = sorted(seen_architectures(lpm))
     model.meta["transfer"] = {"source_platform": source.get("key"),
                               "source_training": {k: v for k, v in (lpm.meta.get("training") or {}).items()
                                                   if k != "arch_hashes"},
@@ -108,18 +109,36 @@ def fine_tune(lpm: LPM, data: LatencyDataset, *, seed: int = 0, platform_row: di
     return model, report
 
 
+def check_k(k: int, n: int) -> None:
+    """K few-shot measurements out of ``n``: at least 4 to fit, at least 3 left to evaluate on."""
+    if k < 4 or k >= n - 2:
+        raise UserInputError(f"--k must be at least 4 and leave at least 3 of the {n} target architectures to "
+                             f"evaluate on, got {k}")
+
+
+def few_shot_split(target: LatencyDataset, k: int, *, seed: int = 0,
+                   seen: set[str] | frozenset[str] = frozenset()) -> tuple[LatencyDataset, LatencyDataset]:
+    """K seeded target records to adapt with, and the evaluation set: the other target architectures, less those
+    in ``seen`` (the ones a source LPM was fitted on, on its own platform: on them a transfer looks better than
+    it will on the architectures a search proposes)."""
+    check_k(k, len(target))
+    rest_idx, k_idx = split_indices(target.hashes, n_second=k, seed=seed)
+    unseen = [i for i in rest_idx if target.hashes[i] not in seen]
+    if len(unseen) < 3:
+        raise UserInputError(f"only {len(unseen)} of the {len(rest_idx)} target architectures outside the K are "
+                             f"unseen by the source LPM(s): nothing fair to evaluate the transfer on; measure "
+                             f"architectures they were not fitted on")
+    return target.subset(k_idx), target.subset(unseen)
+
+
 def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int = 0,
                         platform_row: dict[str, Any] | None = None, scratch_config: LPMConfig | None = None,
                         device: str = "cpu") -> dict[str, Any]:
     """K random target records adapt ``lpm``; the rest evaluate it beside the scratch model and the source as-is.
 
-    Returns metrics per model ({source, recalibrated, finetuned, scratch}) on the target records not in the K,
-    plus the fine-tuned LPM itself under ``"lpm"``."""
-    if k < 4 or k >= len(target) - 2:
-        raise UserInputError(f"--k must be at least 4 and leave at least 3 of the {len(target)} target "
-                             f"architectures to evaluate on, got {k}")
-    rest_idx, k_idx = split_indices(target.hashes, n_second=k, seed=seed)
-    shots, rest = target.subset(k_idx), target.subset(rest_idx)
+    Returns metrics per model ({source, recalibrated, finetuned, scratch}) on the target records not in the K and
+    not seen by ``lpm`` (:func:`few_shot_split`), plus the fine-tuned LPM itself under ``"lpm"``."""
+    shots, rest = few_shot_split(target, k, seed=seed, seen=seen_architectures(lpm))
     tuned, report = fine_tune(lpm, shots, seed=seed, platform_row=platform_row, device=device)
     scratch, _ = fit_dataset(shots, seed=seed, platform_row=platform_row,
                              config=scratch_config or LPMConfig(**{**lpm.config.to_dict(), "val_fraction": 0.2}),
@@ -132,9 +151,10 @@ def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int =
         "scratch": regression_metrics(scratch.predict_encodings(rest.encodings), y),
     }
     tuned.meta["metrics"]["transfer_heldout"] = json_safe(rows["finetuned"])
-    return {"k": k, "seed": seed, "n_eval": len(rest), "source_platform": lpm.platform_key,
+    return {"k": k, "seed": seed, "n_eval": len(rest), "n_excluded_seen": len(target) - k - len(rest),
+            "source_platform": lpm.platform_key,
             "target_platform": target.platform, "metrics": json_safe(rows), "lpm": tuned,
             "fit_report": report}
 
 
-__all__ = ["choose_prior", "fine_tune", "recalibrate", "transfer_experiment"]
+__all__ = ["check_k", "choose_prior", "few_shot_split", "fine_tune", "recalibrate", "transfer_experiment"]

@@ -18,7 +18,6 @@ from typing import Callable
 
 import torch
 
-import ladarts.space
 from ladarts.hardware.platform import Platform, runtime_version
 from ladarts.hardware.runtimes.base import Loaded, Session
 from ladarts.hardware.runtimes.cache import ExportCache, cache_key
@@ -64,11 +63,18 @@ def configure_threads(platform: Platform) -> None:
         configure(platform)
 
 
+#: The modules whose code decides what network a genotype builds. Only their edits make older exports stale:
+#: hashing all of ``space/`` made every cached export stale when a sampler changed.
+BUILDER_MODULES = ("ladarts.space.genotype", "ladarts.space.primitives", "ladarts.space.geometry",
+                   "ladarts.space.networks")
+
+
 @lru_cache(maxsize=1)
 def _builder_digest() -> str:
     """Digest of the code that builds networks: an edit to a primitive or a cell makes older exports stale."""
     h = hashlib.sha256()
-    for path in sorted(Path(ladarts.space.__file__).parent.glob("*.py")):
+    for name in BUILDER_MODULES:
+        path = Path(importlib.import_module(name).__file__)
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
