@@ -17,7 +17,6 @@ import json
 import sqlite3
 import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +127,15 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def shares_by_session(log: dict[str, Any]) -> str:
+    """Each growth session's shares (``--shares`` lets a session spend its time where the dataset is shortest)."""
+    out = []
+    for session in (log or {}).get("sessions", []):
+        shares = (session.get("config") or {}).get("shares") or {}
+        out.append(f"{session.get('date', '?')[:16]}: " + ", ".join(f"{g} {v:.2f}" for g, v in shares.items()))
+    return "; ".join(out) or "not logged"
+
+
 def datasheet(db: Path, summaries: list[dict[str, Any]], ranks: dict[str, Any] | None, config: dict[str, Any],
               log: dict[str, Any], files: dict[str, str], notes: list[str]) -> str:
     timer = config.get("timer", {})
@@ -172,7 +180,7 @@ def datasheet(db: Path, summaries: list[dict[str, Any]], ranks: dict[str, Any] |
         "- **Export** (ONNX, ExecuTorch program, inductor compilation) happens before timing, cached by "
         "architecture; OpenVINO and ONNX Runtime read the same ONNX export (opset 17, TorchScript exporter).",
         f"- **Schedule**: rounds of about {config.get('round_s'):g} s; each platform group gets a share of each round "
-        f"({', '.join(f'{g} {s:.2f}' for g, s in config.get('shares', {}).items())}), the platforms of a group "
+        f"({shares_by_session(log)}), the platforms of a group "
         f"advance to the same prefix, run `b` grows to a share of the main prefix ("
         f"{', '.join(f'{g} {r:g}' for g, r in config.get('b_ratio', {}).items())}), capped at "
         f"{config.get('b_cap')}; a new session (calibration) per platform each round, inductor's per growth session.",
@@ -192,7 +200,7 @@ def datasheet(db: Path, summaries: list[dict[str, Any]], ranks: dict[str, Any] |
     for s in summaries:
         versions.update({k: v for k, v in s["fingerprint"].items()
                          if k in ("python", "torch", "numpy", "onnx", "onnxruntime", "openvino", "executorch")})
-    lines += [f"- Library versions (the platforms' fingerprints): "
+    lines += ["- Library versions (the platforms' fingerprints): "
               + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".", ""]
     lines += [
         "## Platforms",

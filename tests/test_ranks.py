@@ -6,6 +6,7 @@ import numpy as np
 
 from ladarts.hardware import LatencyStore, Platform
 from ladarts.hardware.ranks import rank_consistency
+from ladarts.report.ranks import ranks_markdown
 from ladarts.space import network_config, sample_genotypes
 
 TINY = network_config("cifar", channels=4, cells=3, input_size=8)
@@ -35,6 +36,10 @@ def test_rank_consistency_of_every_pair(tmp_path):
     assert by[(keys[0], keys[2])]["kendall_tau_b"] == -1.0 and by[(keys[0], keys[2])]["n"] == 40
     m = np.array(res["matrices"]["kendall_tau_b"])
     assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
+    with LatencyStore.open(tmp_path / "lat.db") as store:
+        few = rank_consistency(store, min_common=41)
+    assert few["pairs"] == [] and [p["n"] for p in few["left_out"]] == [40, 40, 40]
+    assert "fewer than 41 architectures in common" in ranks_markdown(few)
 
 
 def test_cli_db_ranks_prints_the_table_and_draws_the_heat_map(tmp_path, run_cli):

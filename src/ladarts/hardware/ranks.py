@@ -26,14 +26,15 @@ def per_architecture(records: list[Any]) -> dict[str, float]:
 
 def rank_consistency(store: Any, platforms: list[str] | None = None, min_common: int = 10) -> dict[str, Any]:
     """Pairwise agreement of the platforms in ``store`` (default: all with records), and the matrices for a heat
-    map (``kendall_tau_b``, ``spearman_rho``, ``concordant_share``, ``n``, in ``platforms`` order)."""
+    map (``kendall_tau_b``, ``spearman_rho``, ``concordant_share``, ``n``, in ``platforms`` order). Pairs with
+    fewer than ``min_common`` architectures in common are listed under ``left_out`` with their count."""
     keys = platforms or [k for k in store.platforms() if store.runs(k)]
     if len(keys) < 2:
         raise UserInputError(f"{store.path}: rank consistency needs two platforms with records, found {len(keys)}")
     values = {k: per_architecture(store.records(k)) for k in keys}
     n = len(keys)
     mats = {m: np.full((n, n), np.nan) for m in ("kendall_tau_b", "spearman_rho", "concordant_share", "n")}
-    pairs = []
+    pairs, left_out = [], []
     for i in range(n):
         for m in ("kendall_tau_b", "spearman_rho", "concordant_share"):
             mats[m][i, i] = 1.0
@@ -41,10 +42,12 @@ def rank_consistency(store: Any, platforms: list[str] | None = None, min_common:
     for i, j in combinations(range(n), 2):
         common = set(values[keys[i]]) & set(values[keys[j]])
         if len(common) < min_common:
+            left_out.append({"a": keys[i], "b": keys[j], "n": len(common)})
             continue
         a = agreement(values[keys[i]], values[keys[j]])
         pairs.append({"a": keys[i], "b": keys[j], **{k: a[k] for k in ("n", "kendall_tau_b", "spearman_rho",
                                                                         "concordant_share")}})
         for m in mats:
             mats[m][i, j] = mats[m][j, i] = a[m]
-    return {"platforms": keys, "pairs": pairs, "matrices": {m: v.tolist() for m, v in mats.items()}}
+    return {"platforms": keys, "pairs": pairs, "left_out": left_out, "min_common": min_common,
+            "matrices": {m: v.tolist() for m, v in mats.items()}}

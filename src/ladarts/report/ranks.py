@@ -17,6 +17,10 @@ def ranks_markdown(result: dict[str, Any]) -> str:
     for p in result["pairs"]:
         lines.append(f"| {short_name(p['a'])} | {short_name(p['b'])} | {p['n']} | {p['kendall_tau_b']:.3f} | "
                      f"{p['spearman_rho']:.3f} | {100 * p['concordant_share']:.1f}% |")
+    left = result.get("left_out") or []
+    if left:
+        lines += ["", f"Left out, fewer than {result.get('min_common')} architectures in common: "
+                  + "; ".join(f"{short_name(p['a'])} / {short_name(p['b'])} ({p['n']})" for p in left) + "."]
     return "\n".join(lines) + "\n"
 
 
