@@ -68,8 +68,9 @@ def main() -> None:
             print(f"  K={k:3d} seed {seed}: " + "  ".join(f"{n} {m[n]['mape_pct']:.2f}%/{m[n]['kendall_tau_b']:.3f}"
                                                        for n in MODELS), flush=True)
     summary = {}
-    print("\nmean ± std over seeds, on the target run's architectures outside the K "
-          "(MAPE % | Kendall τ-b | within ±10%):")
+    n_eval = sorted({r["n_eval"] for r in rows})
+    print(f"\nmean ± std over seeds, on the target run's architectures outside the K that the source LPM was not "
+          f"fitted on ({n_eval[0]}–{n_eval[-1]}; MAPE % | Kendall τ-b | within ±10%):")
     print("| K | " + " | ".join(MODELS) + " |")
     print("|---|" + "---|" * len(MODELS))
     for k in sorted({r["k"] for r in rows}):

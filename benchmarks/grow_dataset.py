@@ -274,7 +274,7 @@ class Growth:
     def probe(self) -> None:
         """Time one architecture on each platform that has no cost in the log yet."""
         pre = self.prefixes()
-        for spec in SPECS:
+        for spec in (s for s in SPECS if s.group in self.shares):
             if self.cost(spec, "main") is None and time.time() < self.deadline:
                 self.chunk(spec, "main", pre.get((spec.name, "main"), 0) + 1)
 
@@ -368,7 +368,7 @@ class Growth:
 
 def parse_shares(text: str) -> dict[str, float]:
     """``base=0.5,batch8=0.3`` -> every group's share of a round, the unnamed ones keeping their default and all
-    rescaled to sum to 1: a session can spend its time where the dataset is shortest."""
+    rescaled to sum to 1: a session can spend its time where the dataset is shortest. Groups given 0 are left out."""
     shares = dict(SHARES)
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
@@ -379,9 +379,9 @@ def parse_shares(text: str) -> dict[str, float]:
         except ValueError:
             raise UserInputError(f"--shares: {item!r} is not GROUP=NUMBER") from None
     total = sum(shares.values())
-    if any(v < 0 for v in shares.values()) or total <= 0:
-        raise UserInputError("--shares: shares must be >= 0 and not all 0")
-    return {g: v / total for g, v in shares.items()}
+    if not all(math.isfinite(v) and v >= 0 for v in shares.values()) or total <= 0:
+        raise UserInputError("--shares: shares must be finite, >= 0 and not all 0")
+    return {g: v / total for g, v in shares.items() if v > 0}  # a group given 0 is not grown this session
 
 
 def _read_json(path: Path) -> Any:

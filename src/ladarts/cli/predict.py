@@ -149,10 +149,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         evaluation = _evaluation_architectures(args, target, few_shot_split)
         sources, rows = {}, {}
         if args.prior != "single":  # every other platform with enough architectures (all its runs, averaged)
-            for other in store.platforms():  # less the target's evaluation architectures, kept unseen
-                recs = [r for r in store.records(other) if r.arch_hash not in evaluation] if other != key else []
+            for other in store.platforms():  # fitted without the target's evaluation architectures
+                recs = store.records(other) if other != key else []
                 if len({r.arch_hash for r in recs}) >= MIN_SOURCE_ARCHS:
-                    sources[other], rows[other] = dataset_from_records(recs), store.platform_row(other)
+                    kept = [r for r in recs if r.arch_hash not in evaluation]
+                    sources[other], rows[other] = dataset_from_records(kept), store.platform_row(other)
     held = f"{args.db} holds {len(sources)} other platform(s) with ≥ {MIN_SOURCE_ARCHS} architectures"
     if args.prior == "multi" and not sources:
         raise UserInputError(f"--prior multi: {held}")
@@ -163,8 +164,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         why = "" if args.prior == "single" else f" ({held})"
         raise UserInputError(f"single-source transfer needs --lpm, an LPM fitted on another platform{why}")
     if multi:
-        note = (f"prior: multi-platform, from the {len(sources)} other platform(s) in {args.db}, fitted without the "
-                f"{len(evaluation)} target architectures it is scored on"
+        note = (f"prior: multi-platform, from the {len(sources)} other platform(s) in {args.db}, fitted without "
+                f"{len(evaluation)} of the target's architectures, kept unseen to score on"
                 + (f"; --lpm {args.lpm} not used (--prior single transfers from it)" if lpm is not None else ""))
         res = _multi_platform_transfer(args, sources, rows, target, row)
     else:
@@ -176,7 +177,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     res["prior_note"] = note
     atomic_write_json(out / "config.json", {"command": "transfer", "lpm": args.lpm, "db": str(args.db), "platform": key,
                                             "run": run, "k": args.k, "seed": args.seed, "device": args.device,
-                                            "eval_fraction": args.eval_fraction,
+                                            "eval_fraction": args.eval_fraction if multi else None,
                                             "prior": res["prior"], "sources": res.get("sources") or [lpm.platform_key]})
     res["lpm"] = str(out)
     atomic_write_json(out / "transfer_report.json", res)
@@ -272,9 +273,9 @@ def register(add) -> None:
     p.add_argument("--run", help="target run (default: the largest)")
     p.add_argument("--k", type=int, required=True, help="target measurements to adapt with")
     p.add_argument("--eval-fraction", type=float, default=0.3,
-                   help="share of the other target architectures to score on (default 0.3, at least 3); the "
-                        "multi-platform prior's sources are fitted without them, single-source transfer leaves out "
-                        "those --lpm was fitted on")
+                   help="multi-platform prior only: the share of the target's architectures outside the K (at "
+                        "least 3) that its sources are fitted without, to score on (default 0.3); single-source "
+                        "transfer scores on every one outside the K that --lpm was not fitted on")
     p.add_argument("--out", required=True, help="folder for the target platform's LPM")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's default)")

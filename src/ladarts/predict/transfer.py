@@ -100,7 +100,7 @@ def fine_tune(lpm: LPM, data: LatencyDataset, *, seed: int = 0, platform_row: di
     model.meta["training"]["source_arch_hashes"] = sorted(seen_architectures(lpm))
     model.meta["transfer"] = {"source_platform": source.get("key"),
                               "source_training": {k: v for k, v in (lpm.meta.get("training") or {}).items()
-                                                  if k != "arch_hashes"},
+                                                  if k not in ("arch_hashes", "source_arch_hashes")},
                               "k": len(data), "method": "recalibrate; linear term re-fitted with a prior at the "
                                                         "source; L2-SP fine-tune",
                               "anchor_weight": anchor_weight, "prior_ridge": prior_ridge,
