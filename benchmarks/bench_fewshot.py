@@ -23,6 +23,7 @@ platform is trained on, so the source LPMs' predictions there are out of sample 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import time
 from collections import defaultdict
 
@@ -103,6 +104,13 @@ def summarise(rows: list[dict], methods: list[str], ks: list[int]) -> dict:
     return out
 
 
+_ONE_TARGET = None
+
+
+def _one_target(p: str):
+    return _ONE_TARGET(p)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="benchmarks/data/multiplatform/darts_cifar_latency.db")
@@ -112,6 +120,8 @@ def main() -> None:
     ap.add_argument("--eval-fraction", type=float, default=0.3, help="share of architectures held out for scoring")
     ap.add_argument("--min-archs", type=int, default=60, help="architectures a platform needs to be held out")
     ap.add_argument("--no-single", action="store_true", help="skip single-source transfer (the slow baseline)")
+    ap.add_argument("--jobs", type=int, default=1, help="held-out platforms evaluated in parallel (fork), 1 thread "
+                    "each; the figures do not depend on it")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ks, seeds = [int(x) for x in args.k.split(",")], [int(x) for x in args.seeds.split(",")]
@@ -160,12 +170,13 @@ def main() -> None:
                                                          test[p].latency_ms)
         return out
 
-    rows, picks = [], []
-    for p in targets:
+    def one_target(p: str) -> tuple[list[dict], list[dict]]:
+        """Held-out platform ``p``: its rows (every K and seed) and its pick of the head's space."""
+        rows, picks = [], []
         src = [s for s in sources if s != p]
         if not src:
             print(f"{short(p)}: no source platform; skipped")
-            continue
+            return rows, picks
         # inner LOPO over the sources only, all K and seeds: which space serves a platform like P best?
         inner = defaultdict(list)
         for q in (s for s in src if s in targets):
@@ -212,7 +223,17 @@ def main() -> None:
                       f"{m['scratch']['kendall_tau_b']:.3f}/{m['scratch']['mape_pct']:.2f}%"
                       + (f"  single best {m['single_best']['kendall_tau_b']:.3f} mean "
                          f"{m['single_mean']['kendall_tau_b']:.3f}" if per_source else ""), flush=True)
+        return rows, picks
 
+    global _ONE_TARGET
+    _ONE_TARGET = one_target
+    if args.jobs > 1 and len(targets) > 1:  # fork: the workers inherit the fitted priors and the data
+        with mp.get_context("fork").Pool(min(args.jobs, len(targets))) as workers:
+            done = workers.map(_one_target, targets, chunksize=1)
+    else:
+        done = [one_target(p) for p in targets]
+    rows = [r for rs, _ in done for r in rs]
+    picks = [x for _, ps in done for x in ps]
     methods = ["fewshot", *[f"head:{c}" for c in CANDIDATES], "scratch", "single_mean", "single_best"]
     summary = summarise(rows, methods, ks)
     print(f"\n{args.db}; LOPO over {len(targets)} held-out platforms, seeds {args.seeds}; Kendall τ-b and MAPE on "
