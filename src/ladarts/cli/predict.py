@@ -131,7 +131,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ladarts.io import atomic_write_json
     from ladarts.predict import dataset_from_records, format_table
     from ladarts.predict.fewshot import MIN_SOURCE_ARCHS, MIN_SOURCES
-    from ladarts.predict.transfer import few_shot_split
+    from ladarts.predict.transfer import evaluation_architectures
     from ladarts.runs import set_threads
 
     set_threads(args.threads)
@@ -146,7 +146,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         row = store.platform_row(key)
         run = store.pick_run(key, args.run)
         target = dataset_from_records(store.records(key, run=run))
-        evaluation = _evaluation_architectures(args, target, few_shot_split)
+        evaluation = evaluation_architectures(target, args.k, seed=args.seed, fraction=args.eval_fraction)
         sources, rows = {}, {}
         if args.prior != "single":  # every other platform with enough architectures (all its runs, averaged)
             for other in store.platforms():  # fitted without the target's evaluation architectures
@@ -194,20 +194,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print(format_table(res["metrics"], f"on {res['n_eval']} other architectures of run {run!r} that no LPM here was "
                                        f"fitted on ({res['n_excluded_seen']} left out)"))
     return 0
-
-
-def _evaluation_architectures(args: argparse.Namespace, target: Any, few_shot_split: Any) -> set[str]:
-    """The target architectures (a seeded share of those outside the K, at least 3) the transfer is scored on. The
-    sources of the multi-platform prior are fitted without them: where platforms share architectures, as in a
-    multi-platform dataset, scoring on ones the sources saw would flatter the prior."""
-    from ladarts.predict.fit import split_indices
-
-    if not 0 < args.eval_fraction <= 1:
-        raise UserInputError(f"--eval-fraction must be in (0, 1], got {args.eval_fraction}")
-    _, rest = few_shot_split(target, args.k, seed=args.seed)
-    n = min(len(rest), max(3, round(args.eval_fraction * len(rest))))
-    _, idx = split_indices(rest.hashes, n_second=n, seed=args.seed)
-    return {rest.hashes[i] for i in idx}
 
 
 def _multi_platform_transfer(args: argparse.Namespace, sources: dict[str, Any], rows: dict[str, Any], target: Any,

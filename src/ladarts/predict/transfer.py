@@ -131,6 +131,18 @@ def few_shot_split(target: LatencyDataset, k: int, *, seed: int = 0,
     return target.subset(k_idx), target.subset(unseen)
 
 
+def evaluation_architectures(target: LatencyDataset, k: int, *, seed: int = 0, fraction: float = 0.3) -> set[str]:
+    """A seeded share (at least 3) of the target architectures outside the K of :func:`few_shot_split`, to keep out
+    of the sources' training data: where platforms share architectures, as in a multi-platform dataset, scoring on
+    ones the sources saw would flatter the prior."""
+    if not 0 < fraction <= 1:
+        raise UserInputError(f"--eval-fraction must be in (0, 1], got {fraction}")
+    _, rest = few_shot_split(target, k, seed=seed)
+    n = min(len(rest), max(3, round(fraction * len(rest))))
+    _, idx = split_indices(rest.hashes, n_second=n, seed=seed)
+    return {rest.hashes[i] for i in idx}
+
+
 def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int = 0,
                         platform_row: dict[str, Any] | None = None, scratch_config: LPMConfig | None = None,
                         device: str = "cpu") -> dict[str, Any]:
@@ -157,4 +169,4 @@ def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int =
             "fit_report": report}
 
 
-__all__ = ["check_k", "choose_prior", "few_shot_split", "fine_tune", "recalibrate", "transfer_experiment"]
+__all__ = ["check_k", "choose_prior", "evaluation_architectures", "few_shot_split", "fine_tune", "recalibrate", "transfer_experiment"]
