@@ -7,7 +7,7 @@ import pytest
 
 from conftest import assert_one_line_error
 from ladarts.hardware import LatencyStore, Platform
-from ladarts.predict import additive_table
+from ladarts.predict import LPM, additive_table
 from ladarts.predict.synthetic import additive_latency
 from ladarts.space import encode_many, network_config, sample_genotypes
 
@@ -123,6 +123,14 @@ def test_transfer_fine_tunes_and_saves_an_lpm_for_the_target(db, fitted, cli, tm
     ev = cli("evaluate", "--lpm", str(tmp_path / "t"), "--db", str(path), "--platform", "onnxruntime",
                         "--json")
     assert ev.returncode == 0 and json.loads(ev.stdout)["n_excluded_seen"] == 20 + rep["n_excluded_seen"]
+    assert json.loads(ev.stdout)["sources_unknown"] is False and "older ladarts" not in ev.stderr
+    # an LPM transferred before its sources' architectures were recorded: scored on them, and told so
+    lpm = LPM.load(tmp_path / "t")
+    del lpm.meta["training"]["source_arch_hashes"]
+    lpm.save(tmp_path / "old")
+    old = cli("evaluate", "--lpm", str(tmp_path / "old"), "--db", str(path), "--platform", "onnxruntime", "--json")
+    assert old.returncode == 0 and json.loads(old.stdout)["sources_unknown"] is True
+    assert json.loads(old.stdout)["n_excluded_seen"] == 20 and "older ladarts" in old.stderr
 
 
 def test_bad_inputs_are_one_line_errors(db, fitted, cli, run_cli_module, tmp_path):

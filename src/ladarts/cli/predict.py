@@ -115,6 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserInputError(f"no latency records for {key} in {args.db}")
     rep = evaluate_lpm(lpm, records)
     rep["lpm"] = str(args.lpm)
+    if rep["sources_unknown"]:
+        warnings.warn(f"{args.lpm} was transferred by an older ladarts that did not record its sources' "
+                      "architectures; they could not be left out, so these metrics may flatter it",
+                      LadartsWarning, stacklevel=1)
     if args.json:
         print_json(rep)
     else:

@@ -195,7 +195,8 @@ def seen_architectures(lpm: LPM) -> set[str]:
 
 def evaluate_lpm(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) -> dict[str, Any]:
     """Metrics of ``lpm`` on ``records``, leaving out architectures it or its sources were fitted on (and saying
-    how many)."""
+    how many). ``sources_unknown``: a transferred LPM saved before ladarts recorded its sources' architectures,
+    so they could not be left out and the metrics may flatter it."""
     data = dataset_from_records(records)
     seen = seen_architectures(lpm) if exclude_seen else set()
     keep = [i for i, h in enumerate(data.hashes) if h not in seen]
@@ -204,5 +205,8 @@ def evaluate_lpm(lpm: LPM, records: Sequence[Any], exclude_seen: bool = True) ->
         raise UserInputError(f"all {len(data)} architectures were used to fit this LPM; nothing left to evaluate")
     sub = data.subset(keep)
     pred = lpm.predict_encodings(sub.encodings)
+    training = lpm.meta.get("training") or {}
+    sources_unknown = exclude_seen and "transfer" in lpm.meta and "source_arch_hashes" not in training
     return json_safe({"platform": data.platform, "runs": data.runs, "n_archs": len(data),
-                      "n_excluded_seen": excluded, "metrics": regression_metrics(pred, sub.latency_ms)})
+                      "n_excluded_seen": excluded, "sources_unknown": sources_unknown,
+                      "metrics": regression_metrics(pred, sub.latency_ms)})
