@@ -169,4 +169,5 @@ def transfer_experiment(lpm: LPM, target: LatencyDataset, k: int, *, seed: int =
             "fit_report": report}
 
 
-__all__ = ["check_k", "choose_prior", "evaluation_architectures", "few_shot_split", "fine_tune", "recalibrate", "transfer_experiment"]
+__all__ = ["check_k", "choose_prior", "evaluation_architectures", "few_shot_split", "fine_tune", "recalibrate",
+           "transfer_experiment"]
