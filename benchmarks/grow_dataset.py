@@ -17,7 +17,7 @@ architecture per platform, then from the growth log; the plan is printed every r
 Rerun the same command to continue. Writes, beside the database: ``<db>.grow-config.json`` (the resolved
 configuration) and ``growth-log.json`` (each chunk's costs, with the machine's load before and after it).
 
-    python benchmarks/grow_dataset.py --until 13:15            # a UTC wall-clock deadline today
+    python benchmarks/grow_dataset.py --until 13:15            # a UTC wall-clock deadline (its next occurrence)
     python benchmarks/grow_dataset.py --until 120m             # or a budget in minutes
 """
 
@@ -80,14 +80,21 @@ B_RATIO = {"base": 0.5, "threads2": 0.5, "batch8": 0.5, "inductor": 1.0, "execut
 
 
 def parse_until(text: str, now: float | None = None) -> float:
-    """``HH:MM`` (UTC, today), an ISO date-time, or a budget ``90m`` / ``90`` (minutes) -> a POSIX deadline."""
+    """``HH:MM`` (UTC), an ISO date-time, or a budget ``90m`` / ``90`` (minutes) -> a POSIX deadline.
+
+    ``HH:MM`` is its next occurrence, as ``shutdown`` and ``at`` read it: ``01:15`` typed at 23:18 means tonight, not
+    a time that has passed. The plan printed at the start shows the minutes left, so a slip is visible at once.
+    """
     now = time.time() if now is None else now
     if re.fullmatch(r"\d+(\.\d+)?m?", text):
         return now + 60 * float(text.rstrip("m"))
     if re.fullmatch(r"\d{1,2}:\d{2}", text):
         h, m = (int(x) for x in text.split(":"))
+        if h > 23 or m > 59:
+            raise UserInputError(f"--until {text}: not a time of day (HH:MM, UTC)")
         day = datetime.fromtimestamp(now, timezone.utc)
         deadline = day.replace(hour=h, minute=m, second=0, microsecond=0).timestamp()
+        return deadline if deadline > now else deadline + 86400
     else:
         try:
             dt = datetime.fromisoformat(text)
