@@ -17,8 +17,14 @@ architecture per platform, then from the growth log; the plan is printed every r
 Rerun the same command to continue. Writes, beside the database: ``<db>.grow-config.json`` (the resolved
 configuration) and ``growth-log.json`` (each chunk's costs, with the machine's load before and after it).
 
+The compiling runtimes spend nearly all their time exporting, which needs no quiet machine: ``--export-ahead N``
+exports (ExecuTorch) or compiles (inductor, for its on-disk caches) the next N architectures of each group given a
+share, in ``--jobs`` processes, and times nothing (:mod:`ladarts.hardware.ahead`); its runs are logged in
+``export-ahead-log.json``. Run it while the machine is busy anyway, then grow.
+
     python benchmarks/grow_dataset.py --until 13:15            # a UTC wall-clock deadline (its next occurrence)
     python benchmarks/grow_dataset.py --until 120m             # or a budget in minutes
+    python benchmarks/grow_dataset.py --export-ahead 100 --jobs 2 --shares base=0,threads2=0,batch8=0
 """
 
 from __future__ import annotations
@@ -300,7 +306,8 @@ class Growth:
                 continue
             self.credit[g] += share * self.args.round_s
             top = min(pre.get((s.name, "main"), 0) for s in specs)
-            cap = self.args.n_max if g == "base" else max(top, base_top)  # the others stay within the base prefix
+            # --n-max caps every group (the workers' stream ends there); the others stay within the base prefix
+            cap = self.args.n_max if g == "base" else min(self.args.n_max, max(top, base_top))
             growing_b = any(pre.get((s.name, "b"), 0) < self.args.b_cap for s in specs)
             per_arch = sum((self.cost(s, "main") or 0.0)
                            + (B_RATIO[g] * (self.cost(s, "b") or 0.0) if growing_b else 0.0) for s in specs)
@@ -391,6 +398,38 @@ def parse_shares(text: str) -> dict[str, float]:
     return {g: v / total for g, v in shares.items() if v > 0}  # a group given 0 is not grown this session
 
 
+def export_ahead(args: argparse.Namespace) -> None:
+    """Export the next ``args.export_ahead`` architectures past each platform's main prefix, for the groups given a
+    share, into the export cache that growing reads; platforms that export nothing (eager) are passed over."""
+    from ladarts.hardware import LatencyStore, Platform, campaign_items
+    from ladarts.hardware.ahead import export_ahead as export
+    from ladarts.hardware.runtimes import backend
+
+    log_path = Path(args.db).parent / "export-ahead-log.json"
+    stream = campaign_items(args.n_max, args.seed, sampler=SAMPLER)
+    for spec in (s for s in SPECS if s.group in args.shares):
+        platform = Platform(runtime=spec.runtime, threads=spec.threads, batch_size=spec.batch_size)
+        if backend(platform).ARTEFACT is None:
+            continue  # eager: nothing to export
+        done: set[str] = set()
+        if Path(args.db).exists():
+            with LatencyStore.open(args.db) as store:
+                if platform.key in store.platforms():
+                    _check_stream(store, platform.key, stream)
+                    done = store.done_hashes(platform.key, "latency", "main")
+        before = machine()
+        stop = min(args.n_max, len(done) + args.export_ahead)
+        result = export(stream[:stop], platform, jobs=args.jobs, done=done, progress=False)
+        entry = {**stamp(), "command": " ".join(["grow_dataset.py", *sys.argv[1:]]), "name": spec.name,
+                 "stop": stop, **result.to_dict(), "load_before": before["load_avg"], "machine": machine()}
+        log = _read_json(log_path) or []
+        atomic_write_json(log_path, log + [entry])
+        per = result.wall_s / max(1, result.counts["exported"] + result.counts["compiled"])
+        print(f"  {spec.name:14s} -> {stop:4d}: {result.counts['exported'] + result.counts['compiled']} exported "
+              f"({result.counts['cached']} cached) in {result.wall_s:.0f} s ({per:.1f} s/arch, {args.jobs} jobs), "
+              f"load {before['load_avg'][0]:.2f}", flush=True)
+
+
 def _read_json(path: Path) -> Any:
     import json
 
@@ -404,23 +443,34 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--db", default=str(DEFAULT_DB), help=f"latency database (default {DEFAULT_DB})")
     p.add_argument("--seed", type=int, default=0, help="the architecture stream's seed (default 0)")
-    p.add_argument("--until", required=True, help="stop measuring by HH:MM (UTC), an ISO date-time, or after 90m")
+    p.add_argument("--until", help="stop measuring by HH:MM (UTC), an ISO date-time, or after 90m (required unless "
+                   "--export-ahead)")
     p.add_argument("--n-max", type=int, default=1000, help="the main runs' target prefix (default 1000)")
     p.add_argument("--b-cap", type=int, default=200, help="run b's target prefix, the noise floor (default 200)")
     p.add_argument("--round-s", type=float, default=600.0, help="seconds of measuring per round (default 600)")
     p.add_argument("--pairs", type=int, default=20, help="interleaved pairs per architecture (default 20)")
+    p.add_argument("--export-ahead", type=int, metavar="N",
+                   help="export the next N architectures of each grown platform that exports, time nothing")
+    p.add_argument("--jobs", type=int, default=2, help="with --export-ahead: export processes (default 2)")
     p.add_argument("--shares", default="", help="GROUP=SHARE,... of each round's time (default: "
                    + ",".join(f"{g}={v}" for g, v in SHARES.items()) + "; rescaled to sum to 1)")
     args = p.parse_args(argv)
     try:
         args.shares = parse_shares(args.shares)
-        deadline = parse_until(args.until)
-        if not Path(args.db).parent.is_dir():
-            Path(args.db).parent.mkdir(parents=True)
         # ONNX exports are 12 MB each and four platforms read each one: a cache of its own, large enough to keep
         # them all, so that no re-timing pays the export again.
         os.environ.setdefault("LADARTS_EXPORT_CACHE", str(Path.home() / ".cache" / "ladarts" / "dataset-exports"))
         os.environ.setdefault("LADARTS_EXPORT_CACHE_GB", "16")
+        if args.export_ahead is not None:
+            if args.export_ahead < 1 or not 1 <= args.jobs <= 64:
+                raise UserInputError("--export-ahead needs N >= 1 and --jobs 1..64")
+            export_ahead(args)
+            return 0
+        if args.until is None:
+            raise UserInputError("--until is required: a deadline for the timing (or --export-ahead N)")
+        deadline = parse_until(args.until)
+        if not Path(args.db).parent.is_dir():
+            Path(args.db).parent.mkdir(parents=True)
         growth = Growth(args, deadline)
         config_path = Path(f"{args.db}.grow-config.json")
         old = _read_json(config_path)

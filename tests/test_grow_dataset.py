@@ -1,4 +1,5 @@
-"""The dataset campaign's deadline: what ``grow_dataset.py --until`` means, since a wrong one wastes hours of timing."""
+"""The dataset campaign's deadline: what ``grow_dataset.py --until`` means, since a wrong one wastes hours of timing;
+and its export-ahead mode, which prepares the timing without timing anything."""
 
 import importlib
 from datetime import datetime, timezone
@@ -12,9 +13,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture
-def parse_until(monkeypatch):
+def grow(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("grow_dataset").parse_until
+    return importlib.import_module("grow_dataset")
+
+
+@pytest.fixture
+def parse_until(grow):
+    return grow.parse_until
 
 
 def _at(hh: int, mm: int) -> float:
@@ -40,3 +46,23 @@ def test_minutes_and_iso(parse_until):
 def test_bad_or_past_deadline_is_one_line(parse_until, text):
     with pytest.raises(UserInputError, match="--until"):
         parse_until(text, now=_at(12, 0))
+
+
+def test_export_ahead_exports_the_next_architectures_and_times_nothing(grow, tmp_path, monkeypatch, capsys):
+    """The base group's ONNX runtimes share one export: ONNX Runtime makes it, OpenVINO finds it cached; eager,
+    which exports nothing, is passed over. No database is written, the run is logged beside where it would be."""
+    import json
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE", str(tmp_path / "cache"))
+    db = tmp_path / "data" / "lat.db"
+    db.parent.mkdir()
+    assert grow.main(["--db", str(db), "--export-ahead", "1", "--jobs", "1", "--shares",
+                      "base=1,threads2=0,batch8=0,inductor=0,executorch=0"]) == 0
+    log = json.loads((db.parent / "export-ahead-log.json").read_text())
+    assert [(e["name"], e["exported"], e["cached"]) for e in log] == [("ort-t1", 1, 0), ("openvino-t1", 0, 1)]
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1 and not db.exists()
+    capsys.readouterr()
+    assert grow.main(["--db", str(db)]) == 2
+    assert "--until is required" in capsys.readouterr().err

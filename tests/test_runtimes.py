@@ -185,3 +185,91 @@ def test_disk_cache_keeps_the_recently_used_within_its_limit(tmp_path, monkeypat
     assert not list(tmp_path.glob("*.inductor"))
     monkeypatch.setenv("LADARTS_EXPORT_CACHE", "off")
     assert cache.cache_dir() is None
+
+
+def test_exports_made_ahead_in_other_processes_are_loaded_from_disk(tmp_path, capsys, export_cache):
+    """``measure --export-only --jobs 2`` exports the campaign in two processes and writes no database; a rerun
+    finds them cached; the timing process then loads each from disk, and a second export-only skips the timed."""
+    import json
+
+    platform = tiny("onnxruntime")
+    db, n = tmp_path / "ahead.db", 3
+    args = ["measure", "--runtime", "onnxruntime", "--n", str(n), "--seed", "7", "--db", str(db), *TINY_ARGS]
+    assert main([*args, "--export-only", "--jobs", "2", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["exported"], first["cached"], first["skipped"]) == (n, 0, 0)
+    assert not db.exists() and Path(f"{db}.export-config.json").exists()
+    assert main([*args, "--export-only", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] == n
+    runtimes.EXPORTS.clear_memory()  # as the timing process starts
+    assert [runtimes.load(g, platform).cache for _, g in campaign_items(n, 7, sampler="stratified")] == ["disk"] * n
+    assert main([*args, "--pairs", "2", "--json"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--n", str(n + 1), "--export-only", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert (last["skipped"], last["exported"]) == (n, 1)  # the timed ones are not exported again
+    assert main([*args, "--from-run", "main", "--export-only", "--json"]) == 0  # a re-timing finds them cached
+    assert json.loads(capsys.readouterr().out)["cached"] == n
+
+
+@pytest.mark.parametrize("extra,env,needle", [([], None, "exports nothing"),
+                                              (["--runtime", "onnxruntime", "--from-run", "main"], None,
+                                               "no such database"),
+                                              (["--ray", "auto"], None, "drop --ray"),
+                                              (["--runtime", "onnxruntime"], "off", "export cache is off")])
+def test_export_only_refuses_what_it_cannot_prepare_in_one_line(extra, env, needle, tmp_path, capsys, monkeypatch):
+    if env is not None:
+        monkeypatch.setenv("LADARTS_EXPORT_CACHE", env)
+    db = tmp_path / "none.db"
+    code = main(["measure", "--n", "1", "--db", str(db), *TINY_ARGS, "--export-only", *extra])
+    err = capsys.readouterr().err
+    assert_one_line_error(types.SimpleNamespace(returncode=code, stderr=err))
+    assert needle in err and not db.exists()
+
+
+def test_export_only_compiles_an_artefact_that_cannot_leave_its_process(monkeypatch):
+    """Inductor's compiled module stays in its process: exporting it ahead compiles it (for inductor's own disk
+    caches) and keeps nothing in ladarts' cache."""
+    compiled = []
+    fake = types.SimpleNamespace(ARTEFACT="inductor", PERSISTENT=False, artefact_settings=lambda p: {},
+                                 export=lambda module, x, p: compiled.append(module) or object())
+    monkeypatch.setattr(runtimes, "backend", lambda platform: fake)
+    before = dict(runtimes.EXPORTS._memory)
+    assert runtimes.export_only(ZOO["DARTS_V2"], Platform(network=TINY)) == "compiled"
+    assert len(compiled) == 1 and runtimes.EXPORTS._memory == before
+
+
+def test_a_stopped_export_ahead_ends_its_processes(tmp_path, export_cache):
+    """SIGTERM (a plain ``kill``) to ``measure --export-only`` ends its export processes with it, in one line."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("onnxruntime")
+    env = {**os.environ, "LADARTS_EXPORT_CACHE": str(export_cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "ladarts", "measure", "--runtime", "onnxruntime", "--n", "500",
+                             "--db", str(tmp_path / "x.db"), *TINY_ARGS, "--export-only", "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    children: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (len(children) >= 3 and list(export_cache.glob("*.onnx"))):
+            time.sleep(0.2)  # 2 export processes and the resource tracker, once exports are being written
+            path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            children |= {int(c) for c in path.read_text().split()} if path.exists() else set()
+        assert proc.poll() is None and len(children) >= 3, "the export processes never started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.strip().splitlines() == ["ladarts: interrupted"], err
+        deadline = time.time() + 30
+        while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+            time.sleep(0.2)
+        assert not [c for c in children if Path(f"/proc/{c}").exists()], "export processes outlived the command"
+    finally:
+        for pid in [proc.pid, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        proc.wait(10)

@@ -12,7 +12,7 @@ from ladarts.errors import LadartsError, UserInputError
 #: Stated ranges of the measure command's numbers (seed and threads as everywhere, ladarts.limits): anything
 #: outside is refused in one line before any work.
 MEASURE_RANGES = {"n": (0, 10**9), "pairs": (1, 1000), "warmup": (0, 100), "batch_size": (1, 4096),
-                  "per_node": (1, 64)}
+                  "per_node": (1, 64), "jobs": (1, 64)}
 
 
 def _count(text: str) -> int:
@@ -79,6 +79,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
         key = None  # each node's own: its device is in the key
     else:
         key = platform.key
+    if args.export_only:
+        if args.ray is not None:
+            raise UserInputError("--export-only runs on this machine (or a build host sharing the export cache); "
+                                 "drop --ray")
+        return _export_ahead(args, platform, shard)
     config = MeasureConfig(pairs=args.pairs, warmup=args.warmup)
     with cluster, LatencyStore.open_or_create(args.db) as store:  # a file that cannot be written fails here
         if args.from_run is not None:
@@ -125,6 +130,44 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if out.get("unfinished"):
         raise LadartsError(f"every node of {', '.join(out['unfinished'])} was lost before the end; rerun the same "
                            f"command to resume")
+    return 0
+
+
+def _export_ahead(args: argparse.Namespace, platform, shard: tuple[int, int]) -> int:  # noqa: ANN001
+    """``measure --export-only``: the campaign's exports, made now in ``--jobs`` processes, timed by a later
+    ``measure`` of the same arguments. Reads the database (what the run already holds) but never writes it."""
+    from pathlib import Path
+
+    from ladarts.hardware.ahead import export_ahead
+    from ladarts.hardware.campaign import campaign_items, retime_items
+    from ladarts.hardware.runtimes.cache import cache_dir
+    from ladarts.hardware.store import LatencyStore
+    from ladarts.io import atomic_write_json
+
+    run = args.run or (f"{args.from_run}-retime" if args.from_run is not None else "main")
+    items = campaign_items(args.n, args.seed, shard, args.sampler) if args.from_run is None else None
+    done: set[str] = set()
+    if Path(args.db).exists():
+        with LatencyStore.open(args.db) as store:
+            if items is None:
+                items = retime_items(store, store.resolve_platform(args.from_platform or platform.key), args.from_run)
+            if platform.key in store.platforms():
+                done = store.done_hashes(platform.key, "latency", run)
+    elif items is None:
+        raise UserInputError(f"{args.db}: no such database to re-time run {args.from_run!r} from")
+    atomic_write_json(f"{args.db}.export-config.json",
+                      {"command": "measure --export-only", "db": str(args.db), "platform": platform.key,
+                       "settings": platform.settings(), "n": args.n, "seed": args.seed, "sampler": args.sampler,
+                       "shard": list(shard), "run": run, "from_run": args.from_run, "jobs": args.jobs,
+                       "export_cache": str(cache_dir())})
+    result = export_ahead(items, platform, jobs=args.jobs, done=done, progress=not args.no_progress)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        c = result.counts
+        print(f"{platform.key}: exported {c['exported'] + c['compiled']} architectures ({c['cached']} already in the "
+              f"export cache, {c['skipped']} already in run {run!r}) in {result.wall_s:.0f} s with {args.jobs} "
+              f"job(s); cache {cache_dir()}")
     return 0
 
 
@@ -254,6 +297,11 @@ def register(add) -> None:
     g.add_argument("--per-node", type=int, default=1, help="timing actors per device node (1..64, default 1)")
     g.add_argument("--ray-resource", action="append", metavar="NAME=VALUE",
                    help="only nodes with this custom resource (ray start --resources) or label (ray start --labels)")
+    g = p.add_argument_group("export ahead of timing")
+    g.add_argument("--export-only", action="store_true",
+                   help="export (or compile) the architectures into the export cache and time nothing: a later "
+                        "measure with the same arguments times them without exporting; needs no quiet machine")
+    g.add_argument("--jobs", type=int, default=1, help="with --export-only: parallel export processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the campaign summary as JSON")
 

@@ -224,14 +224,14 @@ class Measurer:
         return result
 
 
-def progress_bar(total: int | None, enabled: bool):
+def progress_bar(total: int | None, enabled: bool, desc: str = "measure"):
     """A bar on a terminal; in a log file a line every 5% of the campaign (at least every 100 records)."""
     from ladarts import runs
 
     if total == 0:
         return None
     every = max(1, min(100, (total or 2000) // 20))
-    return runs.progress_bar(total or 0, "measure", enabled, unit="arch", every=every)
+    return runs.progress_bar(total or 0, desc, enabled, unit="arch", every=every)
 
 
 def retime_items(store: LatencyStore, platform: str, source_run: str,

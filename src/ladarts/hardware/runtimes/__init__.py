@@ -18,15 +18,16 @@ from typing import Callable
 
 import torch
 
+from ladarts.errors import UserInputError
 from ladarts.hardware.platform import Platform, runtime_version
 from ladarts.hardware.runtimes.base import Loaded, Session
-from ladarts.hardware.runtimes.cache import ExportCache, cache_key
+from ladarts.hardware.runtimes.cache import ExportCache, cache_dir, cache_key
 from ladarts.hardware.runtimes.onnx_export import export_onnx
 from ladarts.space.genotype import Genotype
 from ladarts.space.networks import build_network
 
-__all__ = ["EXPORTS", "Loaded", "Session", "backend", "configure_threads", "example_input", "export_onnx", "load",
-           "prepare"]
+__all__ = ["EXPORTS", "Loaded", "Session", "backend", "configure_threads", "check_exportable", "example_input",
+           "export_onnx", "export_only", "load", "prepare"]
 
 #: The runtime name of a platform -> the module that implements it.
 MODULES = {
@@ -85,6 +86,10 @@ def example_input(platform: Platform) -> torch.Tensor:
     return torch.randn(platform.batch_size, n.in_channels, n.input_size, n.input_size, generator=gen)
 
 
+def _artefact_digest(key: dict, runtime: ModuleType, platform: Platform) -> str:
+    return cache_key({**key, "artefact": runtime.ARTEFACT, **runtime.artefact_settings(platform)})
+
+
 def _start(build: Callable[[], torch.nn.Module], x: torch.Tensor, platform: Platform,
            key: dict | None) -> Loaded:
     """Export (unless cached) and start a session; ``key`` identifies the network, None for an uncacheable one."""
@@ -93,7 +98,7 @@ def _start(build: Callable[[], torch.nn.Module], x: torch.Tensor, platform: Plat
     t0 = time.perf_counter()
     artefact, source, digest = None, "", None
     if key is not None and runtime.ARTEFACT is not None:
-        digest = cache_key({**key, "artefact": runtime.ARTEFACT, **runtime.artefact_settings(platform)})
+        digest = _artefact_digest(key, runtime, platform)
         artefact, source = EXPORTS.get(digest, runtime.ARTEFACT, runtime.PERSISTENT)
     build_s = 0.0
     if artefact is None:
@@ -116,16 +121,53 @@ def prepare(module: torch.nn.Module, x: torch.Tensor, platform: Platform) -> Loa
     return _start(lambda: module, x, platform, None)
 
 
+def _network_key(genotype: Genotype, platform: Platform, seed: int) -> dict:
+    """What identifies one architecture's network: the genotype as given, network, weights' seed, code, versions."""
+    return {"genotype": genotype.to_json(), "network": platform.network.to_dict(), "seed": seed,
+            "torch": torch.__version__, "builder": _builder_digest()}
+
+
+def _seeded_builder(genotype: Genotype, platform: Platform, seed: int) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return build_network(genotype, platform.network)
+
+    return build
+
+
 def load(genotype: Genotype, platform: Platform, seed: int = 0) -> Loaded:
     """Build ``genotype`` on ``platform``'s network with seeded random weights, ready to time. The export is
     cached by architecture, network, seed and library versions: loading the same genotype again skips building
     and exporting. The architecture is the genotype as given, not its canonical form (``arch_hash``): the order
     of a node's inputs sets the order of the seeded weights, and NASNet-like cells have no canonical form."""
+    return _start(_seeded_builder(genotype, platform, seed), example_input(platform), platform,
+                  _network_key(genotype, platform, seed))
 
-    def build() -> torch.nn.Module:
-        torch.manual_seed(seed)
-        return build_network(genotype, platform.network)
 
-    key = {"genotype": genotype.to_json(), "network": platform.network.to_dict(), "seed": seed,
-           "torch": torch.__version__, "builder": _builder_digest()}
-    return _start(build, example_input(platform), platform, key)
+def check_exportable(platform: Platform) -> ModuleType:
+    """``platform``'s runtime module, or one line saying why nothing can be exported ahead for it."""
+    runtime_version(platform.runtime)  # a runtime that is not installed fails here, in one line
+    runtime = backend(platform)
+    if runtime.ARTEFACT is None:
+        raise UserInputError(f"runtime {platform.runtime!r} exports nothing: there is nothing to prepare ahead")
+    if runtime.PERSISTENT and cache_dir() is None:
+        raise UserInputError("the export cache is off (LADARTS_EXPORT_CACHE=off): an export made ahead would be lost")
+    return runtime
+
+
+def export_only(genotype: Genotype, platform: Platform, seed: int = 0) -> str:
+    """Do ``load``'s one-off work for ``genotype`` without starting a session, so that a later ``load`` (in any
+    process) finds it done: ``"cached"`` (the artefact was already on disk), ``"exported"`` (written to the disk
+    cache), or ``"compiled"`` (an artefact that cannot leave its process, inductor's: compiling it fills the
+    runtime's own on-disk caches, which spare the later compilation most of its work). Exporting needs no quiet
+    machine, so it can run ahead of timing, in parallel (:mod:`ladarts.hardware.ahead`)."""
+    runtime = check_exportable(platform)
+    digest = _artefact_digest(_network_key(genotype, platform, seed), runtime, platform)
+    if runtime.PERSISTENT and EXPORTS.on_disk(digest, runtime.ARTEFACT):
+        return "cached"
+    x = example_input(platform)
+    artefact = runtime.export(_seeded_builder(genotype, platform, seed)().eval(), x, platform)
+    if not runtime.PERSISTENT:
+        return "compiled"
+    EXPORTS.put(digest, runtime.ARTEFACT, artefact, persistent=True, remember=False)
+    return "exported"

@@ -70,8 +70,20 @@ class ExportCache:
             return blob, "disk"
         return None, ""
 
-    def put(self, key: str, suffix: str, artefact: Any, persistent: bool) -> None:
-        self._remember(key, artefact)
+    def on_disk(self, key: str, suffix: str) -> bool:
+        """Whether the artefact is in the disk cache (marked recently used: exported ahead, it is read soon)."""
+        folder = cache_dir()
+        try:
+            os.utime(folder / f"{key}.{suffix}")  # type: ignore[operator]
+        except (OSError, TypeError):
+            return False
+        return True
+
+    def put(self, key: str, suffix: str, artefact: Any, persistent: bool, remember: bool = True) -> None:
+        """Keep ``artefact`` in memory (unless ``remember`` is False: exported for another process) and, when it
+        is ``persistent`` bytes, on disk."""
+        if remember:
+            self._remember(key, artefact)
         folder = cache_dir()
         if persistent and folder is not None:
             try:

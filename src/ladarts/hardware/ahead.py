@@ -1,0 +1,104 @@
+"""Export ahead of timing: do a campaign's one-off exports in parallel processes, before the timing needs them.
+
+On the compiling runtimes export is nearly all of a campaign's cost (ExecuTorch lowers a C=36 x 20-cell network in
+about a minute here and times it in about a second), but only the timing needs a quiet machine. Exporting ahead
+moves that minute out of the quiet window: into several processes at once, onto a build host that shares the
+cache folder, or beside other work. A later ``measure`` of the same architectures then loads each export from the
+disk cache (:mod:`ladarts.hardware.runtimes.cache`) instead of making it. Inductor's compiled modules cannot leave
+their process; compiling ahead fills inductor's own on-disk caches instead, which spares the later compilation
+most of its work.
+
+The processes are a :mod:`multiprocessing` pool; each export is written atomically, so an interrupted run loses only
+the exports in flight and a rerun skips what is already on disk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ladarts.hardware.platform import Platform
+from ladarts.space.encoding import arch_hash
+from ladarts.space.genotype import Genotype
+
+
+@dataclass
+class AheadResult:
+    """What an export-ahead run did: counts per outcome (``exported``, ``compiled``, ``cached``, ``skipped``: already
+    in the run) and the wall time; ``export_s`` sums the processes' export times."""
+
+    platform: str
+    jobs: int
+    counts: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    export_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"platform": self.platform, "jobs": self.jobs, **{k: self.counts[k] for k in
+                ("exported", "compiled", "cached", "skipped")}, "wall_s": self.wall_s, "export_s": self.export_s}
+
+
+def _init(platform: Platform) -> None:
+    from ladarts.hardware.runtimes import configure_threads
+
+    configure_threads(platform)
+
+
+def _export_one(task: tuple[str, Platform, int]) -> tuple[str, float]:
+    from ladarts.hardware.runtimes import export_only
+
+    genotype_json, platform, seed = task
+    t0 = time.perf_counter()
+    outcome = export_only(Genotype.from_json(genotype_json), platform, seed)
+    return outcome, time.perf_counter() - t0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def export_ahead(items: Iterable[tuple[int | None, Genotype]], platform: Platform, jobs: int = 1,
+                 done: set[str] | frozenset[str] = frozenset(), seed: int = 0, progress: bool = True) -> AheadResult:
+    """Export every architecture of ``items`` whose ``arch_hash`` is not in ``done`` (the run's records: nothing
+    left to time) for ``platform``, in ``jobs`` processes. Each process uses the platform's thread count. Stopped
+    (Ctrl-C, SIGTERM) or failing, it ends its processes before it returns: no export goes on without it."""
+    from ladarts.hardware.campaign import progress_bar
+    from ladarts.hardware.runtimes import check_exportable
+
+    check_exportable(platform)  # before any process starts
+    result = AheadResult(platform.key, jobs)
+    todo = []
+    for _, genotype in items:
+        if arch_hash(genotype) in done:
+            result.counts["skipped"] += 1
+        else:
+            todo.append(genotype)
+    bar = progress_bar(len(todo), progress, "export")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+    t0 = time.perf_counter()
+    pool = mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(platform,))
+    try:
+        for outcome, seconds in pool.imap_unordered(_export_one, [(g.to_json(), platform, seed) for g in todo]):
+            result.counts[outcome] += 1
+            result.export_s += seconds
+            if bar is not None:
+                bar.update(1)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # the exports in flight end with this process
+        raise
+    finally:
+        pool.join()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        result.wall_s = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+    return result
