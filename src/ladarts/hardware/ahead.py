@@ -79,11 +79,13 @@ def export_ahead(items: Iterable[tuple[int | None, Genotype]], platform: Platfor
             result.counts["skipped"] += 1
         else:
             todo.append(genotype)
+    if not todo:
+        return result
     bar = progress_bar(len(todo), progress, "export")
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     t0 = time.perf_counter()
     pool = mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(platform,))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
         for outcome, seconds in pool.imap_unordered(_export_one, [(g.to_json(), platform, seed) for g in todo]):
             result.counts[outcome] += 1
@@ -96,7 +98,7 @@ def export_ahead(items: Iterable[tuple[int | None, Genotype]], platform: Platfor
         raise
     finally:
         pool.join()
-        if main_thread:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         result.wall_s = time.perf_counter() - t0
         if bar is not None:
