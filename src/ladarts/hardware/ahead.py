@@ -45,8 +45,17 @@ class AheadResult:
 
 
 def _init(platform: Platform) -> None:
+    from tqdm import tqdm
+
     from ladarts.hardware.runtimes import configure_threads
 
+    # ExecuTorch's lowering draws tqdm bars, whose default lock is a multiprocessing semaphore. Ended mid-export
+    # by ``terminate``, a process cannot release it, and the resource tracker reports it leaked on stderr after
+    # the command's one line. A process's own bars need no lock shared between processes.
+    tqdm.set_lock(threading.RLock())
+    # Ctrl-C reaches the whole process group; the command ends its processes itself, and a process interrupted on
+    # its own would print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_threads(platform)
 
 

@@ -73,9 +73,11 @@ class ExportCache:
     def on_disk(self, key: str, suffix: str) -> bool:
         """Whether the artefact is in the disk cache (marked recently used: exported ahead, it is read soon)."""
         folder = cache_dir()
+        if folder is None:
+            return False
         try:
-            os.utime(folder / f"{key}.{suffix}")  # type: ignore[operator]
-        except (OSError, TypeError):
+            os.utime(folder / f"{key}.{suffix}")
+        except OSError:
             return False
         return True
 
