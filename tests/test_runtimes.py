@@ -13,7 +13,7 @@ from conftest import assert_one_line_error
 from ladarts.cli import main
 from ladarts.errors import UserInputError
 from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, campaign_items, runtimes
-from ladarts.hardware.campaign import REFERENCE
+from ladarts.hardware.campaign import DRIFT_REFERENCES, REFERENCE
 from ladarts.hardware.platform import RUNTIMES, major_minor, runtime_version
 from ladarts.hardware.runtimes import cache, onnx_export, ort_cuda, ort_cpu
 from ladarts.space import ZOO, network_config
@@ -198,11 +198,14 @@ def test_exports_made_ahead_in_other_processes_are_loaded_from_disk(tmp_path, ca
     assert main([*args, "--export-only", "--jobs", "2", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert (first["exported"], first["cached"], first["skipped"]) == (n, 0, 0)
+    assert first["references"] == {"exported": len(DRIFT_REFERENCES)}  # the timing session's, with weights seed 0
     assert not db.exists() and Path(f"{db}.export-config.json").exists()
     assert main([*args, "--export-only", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["cached"] == n
+    again = json.loads(capsys.readouterr().out)
+    assert (again["cached"], again["references"]) == (n, {"cached": len(DRIFT_REFERENCES)})
     runtimes.EXPORTS.clear_memory()  # as the timing process starts
     assert [runtimes.load(g, platform).cache for _, g in campaign_items(n, 7, sampler="stratified")] == ["disk"] * n
+    assert [runtimes.load(ZOO[name], platform).cache for name in DRIFT_REFERENCES] == ["disk"] * len(DRIFT_REFERENCES)
     assert main([*args, "--pairs", "2", "--json"]) == 0
     capsys.readouterr()
     assert main([*args, "--n", str(n + 1), "--export-only", "--json"]) == 0
