@@ -187,11 +187,12 @@ def test_disk_cache_keeps_the_recently_used_within_its_limit(tmp_path, monkeypat
     assert cache.cache_dir() is None
 
 
-def test_exports_made_ahead_in_other_processes_are_loaded_from_disk(tmp_path, capsys, export_cache):
+def test_exports_made_ahead_in_other_processes_are_loaded_from_disk(tmp_path, capsys, monkeypatch):
     """``measure --export-only --jobs 2`` exports the campaign in two processes and writes no database; a rerun
     finds them cached; the timing process then loads each from disk, and a second export-only skips the timed."""
     import json
 
+    monkeypatch.setenv("LADARTS_EXPORT_CACHE", str(tmp_path / "cache"))  # its own: the file's holds DARTS_V2
     platform = tiny("onnxruntime")
     db, n = tmp_path / "ahead.db", 3
     args = ["measure", "--runtime", "onnxruntime", "--n", str(n), "--seed", "7", "--db", str(db), *TINY_ARGS]
