@@ -166,7 +166,7 @@ def _export_ahead(args: argparse.Namespace, platform, shard: tuple[int, int]) ->
     else:
         c, r = result.counts, result.references
         refs = f" and {r['exported'] + r['compiled']} of the {sum(r.values())} references" if r else ""
-        print(f"{platform.key}: exported {c['exported'] + c['compiled']} architectures ({c['cached']} already in the "
+        print(f"{platform.key}: exported {c['exported'] + c['compiled']} architecture(s) ({c['cached']} already in the "
               f"export cache, {c['skipped']} already in run {run!r}){refs} in {result.wall_s:.0f} s with {args.jobs} "
               f"job(s); cache {cache_dir()}")
     return 0
