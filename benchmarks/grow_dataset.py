@@ -306,8 +306,7 @@ class Growth:
                 continue
             self.credit[g] += share * self.args.round_s
             top = min(pre.get((s.name, "main"), 0) for s in specs)
-            # --n-max caps every group (the workers' stream ends there); the others stay within the base prefix
-            cap = self.args.n_max if g == "base" else min(self.args.n_max, max(top, base_top))
+            cap = self._cap(g, top, base_top)
             growing_b = any(pre.get((s.name, "b"), 0) < self.args.b_cap for s in specs)
             per_arch = sum((self.cost(s, "main") or 0.0)
                            + (B_RATIO[g] * (self.cost(s, "b") or 0.0) if growing_b else 0.0) for s in specs)
@@ -322,6 +321,27 @@ class Growth:
                 chunks += [(s, "main", top + n) for s in specs]
             chunks += [(s, "b", b_stop) for s in specs if pre.get((s.name, "b"), 0) < b_stop]
         return chunks
+
+    def _cap(self, group: str, top: int, base_top: int) -> int:
+        # --n-max caps every group (the workers' stream ends there); the others stay within the base prefix
+        return self.args.n_max if group == "base" else min(self.args.n_max, max(top, base_top))
+
+    def room(self) -> int:
+        """Architecture timings still open to the groups given a share this session (main up to each group's cap,
+        b up to its own): 0 means every such group is done, so the session ends instead of planning empty rounds."""
+        pre = self.prefixes()
+        base_top = min((pre.get((s.name, "main"), 0) for s in self.group("base")), default=0)
+        room = 0
+        for g in self.shares:
+            specs = self.group(g)
+            if not specs:
+                continue
+            top = min(pre.get((s.name, "main"), 0) for s in specs)
+            cap = self._cap(g, top, base_top)
+            b_stop = min(self.args.b_cap, math.floor(B_RATIO[g] * cap))
+            room += sum(max(cap - pre.get((s.name, "main"), 0), 0) + max(b_stop - pre.get((s.name, "b"), 0), 0)
+                        for s in specs)
+        return room
 
     def projection(self) -> None:
         """What the shares would reach by the deadline at the costs measured so far."""
@@ -349,6 +369,8 @@ class Growth:
             while time.time() < self.deadline - 30:
                 chunks = self.plan()
                 if not chunks:
+                    if not self.room():
+                        break  # every group given a share is at --n-max (and its run b at --b-cap)
                     if all(self.credit[g] > 4 * self.args.round_s for g in self.shares if self.group(g)):
                         break  # nothing affordable before the deadline
                     continue

@@ -67,3 +67,25 @@ def test_export_ahead_exports_the_next_architectures_and_times_nothing(grow, tmp
     capsys.readouterr()
     assert grow.main(["--db", str(db)]) == 2
     assert "--until is required" in capsys.readouterr().err
+
+
+def test_session_ends_once_every_grown_group_is_done(grow, tmp_path, monkeypatch, capsys):
+    """A session whose groups are all at --n-max (and their run b at --b-cap) stops after one plan instead of
+    planning empty rounds until the credit check gives up; a group still short is counted as room left."""
+    import argparse
+    import time
+
+    args = argparse.Namespace(db=str(tmp_path / "lat.db"), seed=0, n_max=10, b_cap=5, round_s=60.0, pairs=1,
+                              shares={"executorch": 1.0})
+    growth = grow.Growth(args, deadline=time.time() + 3600)
+    at = {("executorch-t1", "main"): 10, ("executorch-t1", "b"): 5,  # the others stay within the base prefix
+          **{(name, "main"): 10 for name in ("eager-t1", "ort-t1", "openvino-t1")}}
+    monkeypatch.setattr(growth, "prefixes", lambda: dict(at))
+    monkeypatch.setattr(growth, "cost", lambda spec, run: 1.0)
+    assert growth.room() == 0
+    growth.run()
+    out = capsys.readouterr().out
+    assert out.count("round plan") == 1 and "round 1" not in out and "failed: none" in out
+
+    at[("executorch-t1", "main")], at[("executorch-t1", "b")] = 8, 3
+    assert growth.room() == (10 - 8) + (5 - 3)
