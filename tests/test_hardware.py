@@ -16,6 +16,7 @@ import torch
 from conftest import assert_one_line_error
 from ladarts.errors import UserInputError
 from ladarts.hardware import LatencyStore, MeasureConfig, Measurer, Platform, agreement, campaign_items, integrity_ok
+from ladarts.hardware.campaign import check_stream
 from ladarts.hardware.noise import concordant_share
 from ladarts.hardware.runtimes import load
 from ladarts.hardware.timer import summarize, time_interleaved
@@ -185,6 +186,26 @@ def test_cli_measure_stats_noise_merge(run_cli, tmp_path):
     assert run_cli("db", "merge", merged, s0, s1).returncode == 0  # idempotent
     with LatencyStore.open(merged) as store:
         assert len(store.records()) == 5
+
+
+def test_a_run_grows_only_from_its_own_sample_stream(run_cli, tmp_path):
+    db = str(tmp_path / "lat.db")
+    assert run_cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "1/2", *TINY_ARGS).returncode == 0
+    assert run_cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "0/2", *TINY_ARGS).returncode == 0
+    config = open(db + ".measure-config.json").read()
+    for other in (["--seed", "2"], ["--seed", "1", "--sampler", "uniform"]):  # another stream under the same name
+        assert_one_line_error(run_cli("measure", "--db", db, "--n", "3", *other, *TINY_ARGS), 2)
+    assert _count(db) == 2 and open(db + ".measure-config.json").read() == config  # refused before any write
+    # another run name, or the same name on another platform, is another stream's to start
+    assert run_cli("measure", "--db", db, "--n", "1", "--seed", "2", "--run", "c", *TINY_ARGS).returncode == 0
+    assert run_cli("measure", "--db", db, "--n", "1", "--seed", "2", "--threads", "2", *TINY_ARGS).returncode == 0
+    key = tiny_platform().key
+    with LatencyStore.open_or_create(db) as store:
+        assert store.first_in_stream(key, "latency", "main")[0] == 0
+        check_stream(store, key, "main", campaign_items(5, 1, sampler="stratified"))
+        with pytest.raises(UserInputError, match="another sample stream"):
+            Measurer(store, tiny_platform(), FAST).run(campaign_items(5, 3, sampler="stratified"), progress=False)
+        assert len(store.records(key, run="main")) == 2
 
 
 @pytest.mark.parametrize(

@@ -45,23 +45,8 @@ def _platform_from_args(args: argparse.Namespace):
                     dtype=args.dtype, network=network_config_from_args(args))
 
 
-def _check_same_stream(config_path: str, run: str, seed: int, sampler: str) -> None:
-    """Growing a run with another stream would mix two samples under one name: refuse it in one line."""
-    import json
-    from pathlib import Path
-
-    try:
-        old = json.loads(Path(config_path).read_text())
-    except (OSError, ValueError):
-        return
-    if old.get("run") == run and old.get("from_run") is None and (old.get("seed"), old.get("sampler", "uniform")) \
-            != (seed, sampler):
-        raise UserInputError(f"run {run!r} was measured with --seed {old.get('seed')} --sampler "
-                             f"{old.get('sampler', 'uniform')}; pass the same to grow it, or name a new --run")
-
-
 def cmd_measure(args: argparse.Namespace) -> int:
-    from ladarts.hardware.campaign import MeasureConfig, campaign_items, parse_shard, retime_items
+    from ladarts.hardware.campaign import MeasureConfig, campaign_items, check_stream, parse_shard, retime_items
     from ladarts.hardware.store import LatencyStore
     from ladarts.io import atomic_write_json
 
@@ -93,7 +78,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         else:
             items = campaign_items(args.n, args.seed, shard, args.sampler)
             run = args.run or "main"
-            _check_same_stream(f"{args.db}.measure-config.json", run, args.seed, args.sampler)
+            if key is not None:  # a fleet checks each node's platform
+                check_stream(store, key, run, items, config.metric)
         resolved = {"command": "measure", "db": str(args.db), "platform": key, "settings": platform.settings(),
                     "n": args.n, "seed": args.seed, "sampler": args.sampler, "shard": list(shard), "run": run,
                     "from_run": args.from_run,

@@ -124,6 +124,24 @@ def campaign_items(n: int, seed: int, shard: tuple[int, int] = (0, 1), sampler: 
     return CampaignItems(n, seed, shard, sampler)
 
 
+def check_stream(store: LatencyStore, platform: str, run: str, items: object, metric: str = "latency") -> None:
+    """Refuse to grow ``run`` from another sample stream, which would mix two samples under one name.
+
+    The run's record earliest in its stream must be the architecture ``items``' seed and sampler give at that
+    position; any shard of the same stream passes. Only campaign items carry a stream (re-timings do not).
+    """
+    if not isinstance(items, CampaignItems):
+        return
+    first = store.first_in_stream(platform, metric, run)
+    if first is None:
+        return
+    seq, h = first
+    if arch_hash(next(itertools.islice(iter_genotypes(items.seed, items.sampler), seq, None))) != h:
+        raise UserInputError(f"run {run!r} of platform {platform} was measured from another sample stream than "
+                             f"--seed {items.seed} --sampler {items.sampler}; pass the seed and sampler it was "
+                             f"measured with to grow it, or name a new --run")
+
+
 class DeviceTimer:
     """What runs on the measuring device, with no database: the loaded reference, its calibration, the
     interleaved timer and the drift re-timings. One instance is one measuring session."""
@@ -189,6 +207,7 @@ class Measurer:
     ) -> CampaignResult:
         """Time and store every (seq, genotype) not yet in ``run``, streaming ``items``; one transaction per
         record (with the drift re-timings taken after it)."""
+        check_stream(self.store, self.key, run, items, self.config.metric)
         done = self.store.done_hashes(self.key, self.config.metric, run)
         before = len(done)
         result = CampaignResult(platform=self.key, run=run)

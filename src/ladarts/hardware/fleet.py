@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ladarts.errors import LadartsError, UserInputError
-from ladarts.hardware.campaign import REFERENCE, CampaignResult, DeviceTimer, MeasureConfig, progress_bar
+from ladarts.hardware.campaign import (REFERENCE, CampaignResult, DeviceTimer, MeasureConfig, check_stream,
+                                       progress_bar)
 from ladarts.hardware.platform import Platform
 from ladarts.hardware.store import LatencyStore
 from ladarts.space.encoding import arch_hash
@@ -236,6 +237,8 @@ def _dispatch(ray, store: LatencyStore, nodes: list[_Node], items, run: str, con
               on_record, say) -> FleetResult:
     lost_errors = tuple(getattr(ray.exceptions, name) for name in _LOST)
     groups: dict[str, _Group] = {}
+    for node in nodes:  # before anything is written
+        check_stream(store, node.key, run, items, config.metric)
     for node in nodes:  # each session's calibration registers its platform, with its device in the key
         store.add_calibration(node.key, node.settings, node.fingerprint, REFERENCE, node.session, node.calibration,
                               node.calibration["created"])

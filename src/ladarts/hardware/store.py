@@ -399,6 +399,13 @@ class LatencyStore:
                                 (platform, metric, run))
         return {r[0] for r in cur}
 
+    @_reads
+    def first_in_stream(self, platform: str, metric: str, run: str) -> tuple[int, str] | None:
+        """(seq, arch_hash) of the run's record earliest in its sample stream (re-timings have no seq), or None."""
+        row = self.conn.execute("SELECT seq, arch_hash FROM measurements WHERE platform=? AND metric=? AND run=? "
+                                "AND seq IS NOT NULL ORDER BY seq LIMIT 1", (platform, metric, run)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def add_measurement(self, genotype: Genotype, platform: str, metric: str, run: str, seq: int | None,
                         stats: dict[str, Any], fingerprint: dict[str, Any] | None = None, *,
                         session: str | None = None, ref_timings: Sequence[dict[str, Any]] = ()) -> bool:
