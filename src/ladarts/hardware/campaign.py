@@ -128,7 +128,7 @@ def check_stream(store: LatencyStore, platform: str, run: str, items: object, me
     """Refuse to grow ``run`` from another sample stream, which would mix two samples under one name.
 
     The run's record earliest in its stream must be the architecture ``items``' seed and sampler give at that
-    position; any shard of the same stream passes. Only campaign items carry a stream (re-timings do not).
+    position; any shard of the same stream passes. Only campaign items name a stream (a re-timing's list does not).
     """
     if not isinstance(items, CampaignItems):
         return

@@ -401,7 +401,7 @@ class LatencyStore:
 
     @_reads
     def first_in_stream(self, platform: str, metric: str, run: str) -> tuple[int, str] | None:
-        """(seq, arch_hash) of the run's record earliest in its sample stream (re-timings have no seq), or None."""
+        """(seq, arch_hash) of the run's record earliest in its sample stream, or None (refine's have no seq)."""
         row = self.conn.execute("SELECT seq, arch_hash FROM measurements WHERE platform=? AND metric=? AND run=? "
                                 "AND seq IS NOT NULL ORDER BY seq LIMIT 1", (platform, metric, run)).fetchone()
         return None if row is None else (row[0], row[1])
