@@ -10,7 +10,8 @@ platform is trained on, so the source LPMs' predictions there are out of sample 
   turn, adapted from the others, at every K and seed): P's data never takes part in the choice. With fewer than
   two sources there is no inner LOPO and the library's default is used.
 * each head itself, (space ``ms`` or ``log``) × (variant ``auto``, ``sources+ops``, ``sources``, ``ops``), to show
-  what the choice was among;
+  what the choice was among, and ``lowest-loo``: the head of lowest leave-one-out error, ``auto``'s rule before
+  :func:`~ladarts.predict.fewshot.choose_head` (kept to compare the two rules);
 * ``scratch``: the LPM trained on the K alone (the recipe of ``transfer_experiment``);
 * single-source ``transfer`` (``fine_tune``, as ``transfer_experiment`` calls it) from each source platform's LPM:
   the mean over sources, and the best source (chosen on P's evaluation data: an oracle, an upper bound);
@@ -36,15 +37,16 @@ from ladarts.io import atomic_write_json, json_safe
 from ladarts.predict import LPMConfig, dataset_from_records, fine_tune, fit_dataset, regression_metrics
 from ladarts.predict.compare import noise_floor
 from ladarts.predict.fewshot import (DEFAULT_SPACE, DEFAULT_VARIANT, MIN_SOURCE_ARCHS, SPACES, VARIANTS,
-                                     adapt_prior, fit_head, fit_prior, edge_features)
+                                     adapt_prior, choose_head, fit_head, fit_prior, edge_features)
 from ladarts.predict.fit import split_indices
 
 from common import machine, stamp
 
 EVAL_SEED = 1000  # the evaluation pool's draw: fixed, independent of the K draws
+LOWEST_LOO = "lowest-loo"  # the head of lowest leave-one-out error: "auto"'s earlier rule
 
 
-CANDIDATES = [f"{space}:{variant}" for space in SPACES for variant in VARIANTS]
+CANDIDATES = [f"{space}:{variant}" for space in SPACES for variant in (*VARIANTS, LOWEST_LOO)]
 #: What the nested evaluation chooses between: the space; the head within it is chosen by leave-one-out on the K.
 NESTED = [f"{space}:auto" for space in SPACES]
 
@@ -118,6 +120,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the K draw")
     ap.add_argument("--json", help="write the full results here")
     ap.add_argument("--eval-fraction", type=float, default=0.3, help="share of architectures held out for scoring")
+    ap.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+                    help="seed of the evaluation pool's draw (another gives a second split, to choose a rule on)")
     ap.add_argument("--min-archs", type=int, default=60, help="architectures a platform needs to be held out")
     ap.add_argument("--no-single", action="store_true", help="skip single-source transfer (the slow baseline)")
     ap.add_argument("--jobs", type=int, default=1, help="held-out platforms evaluated in parallel (fork), 1 thread "
@@ -128,7 +132,7 @@ def main() -> None:
     t0 = time.time()
     data, prow, runs, floors = load(args.db)
     union = sorted({h for d in data.values() for h in d.hashes})
-    _, ev = split_indices(union, fraction=args.eval_fraction, seed=EVAL_SEED)
+    _, ev = split_indices(union, fraction=args.eval_fraction, seed=args.eval_seed)
     eval_pool = {union[i] for i in ev}
     pool, test = {}, {}
     for key, d in data.items():
@@ -164,7 +168,9 @@ def main() -> None:
             cols = [prior.keys.index(s) for s in src]
             s_k = prior.features(shots.encodings)[:, cols]
             heads = {v: fit_head(s_k, c_k, shots.latency_ms, v, space) for v in VARIANTS if v != "auto"}
-            heads["auto"] = min(heads.values(), key=lambda h: h.loo_error)  # what fit_head(..., "auto") returns
+            fixed = list(heads.values())
+            heads["auto"] = choose_head(fixed)  # what fit_head(..., "auto") returns
+            heads[LOWEST_LOO] = min(fixed, key=lambda h: h.loo_error)
             for v, h in heads.items():
                 out[f"{space}:{v}"] = regression_metrics(h.predict(feats[space][p][:, cols], counts[p]),
                                                          test[p].latency_ms)
@@ -267,7 +273,8 @@ def main() -> None:
     print("\nshare of (platform, seed) draws where fewshot's τ beats scratch's: "
           + ", ".join(f"K={k}: {w['vs_scratch']:.2f}" for k, w in wins.items()))
     out = {"db": args.db, "db_state": {p: {"n_archs": len(data[p]), "runs": runs[p]} for p in data},
-           "eval_fraction": args.eval_fraction, "eval_pool": len(eval_pool), "sources": sources, "targets": targets,
+           "eval_fraction": args.eval_fraction, "eval_seed": args.eval_seed, "eval_pool": len(eval_pool),
+           "sources": sources, "targets": targets,
            "noise_floor": floors, "ks": ks, "seeds": seeds, "rows": rows, "picks": picks, "summary": summary,
            "wins": wins, "machine": machine(), **stamp(), "wall_s": round(time.time() - t0, 1)}
     if args.json:

@@ -12,7 +12,7 @@ from conftest import assert_one_line_error
 from ladarts.errors import UserInputError
 from ladarts.hardware import LatencyStore, Platform
 from ladarts.predict import LPM, LPMConfig, PlatformPrior, adapt_prior, fit_dataset, fit_prior, regression_metrics
-from ladarts.predict.fewshot import fit_head, edge_features
+from ladarts.predict.fewshot import Head, choose_head, fit_head, edge_features
 from ladarts.predict.fit import LatencyDataset, split_indices
 from ladarts.predict.synthetic import additive_latency
 from ladarts.space import arch_hash, encode_many, network_config, sample_genotypes
@@ -130,6 +130,26 @@ def test_the_leave_one_out_error_is_exact(monkeypatch):
         h = fit_head(s[keep], x[keep], y[keep], "sources+ops", "log")
         errors.append(np.log(h.predict(s[i : i + 1], x[i : i + 1])[0] / y[i]))
     assert head.loo_error == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-6)
+
+
+def _head(variant: str, loo: list[float]) -> Head:
+    loo = np.asarray(loo, dtype=float)
+    return Head(variant, "ms", 0.0, np.zeros(2), np.zeros(3), 1.0, 1.0, 10.0, float(np.sqrt(np.mean(loo ** 2))), loo, {})
+
+
+def test_auto_keeps_the_nested_head_unless_another_is_clearly_better():
+    """A lower leave-one-out error that one sample makes (within a standard error) does not displace sources+ops;
+    one lower on every sample does; of several clearly better heads the lowest wins; without the nested head, the
+    lowest."""
+    nested = _head("sources+ops", [1.0] * 20)
+    lucky = _head("ops", [0.5, 1.2] + [1.0] * 18)  # lower error overall, but from two samples pulling both ways
+    assert lucky.loo_error < nested.loo_error
+    assert choose_head([nested, lucky]) is nested
+    clearly = _head("ops", [0.8] * 20)
+    assert choose_head([nested, lucky, clearly]) is clearly
+    clearer = _head("sources", [0.7] * 19 + [0.9])
+    assert choose_head([clearly, nested, clearer]) is clearer
+    assert choose_head([lucky, clearly]) is clearly
 
 
 def test_an_unrelated_source_gets_little_weight(priors):
