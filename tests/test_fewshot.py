@@ -134,11 +134,12 @@ def test_the_leave_one_out_error_is_exact(monkeypatch):
 
 def _head(variant: str, loo: list[float]) -> Head:
     loo = np.asarray(loo, dtype=float)
-    return Head(variant, "ms", 0.0, np.zeros(2), np.zeros(3), 1.0, 1.0, 10.0, float(np.sqrt(np.mean(loo ** 2))), loo, {})
+    rms = float(np.sqrt(np.mean(loo ** 2)))
+    return Head(variant, "ms", 0.0, np.zeros(2), np.zeros(3), 1.0, 1.0, 10.0, rms, loo, {})
 
 
 def test_auto_keeps_the_nested_head_unless_another_is_clearly_better():
-    """A lower leave-one-out error that one sample makes (within a standard error) does not displace sources+ops;
+    """A lower leave-one-out error that two samples make (within a standard error) does not displace sources+ops;
     one lower on every sample does; of several clearly better heads the lowest wins; without the nested head, the
     lowest."""
     nested = _head("sources+ops", [1.0] * 20)
