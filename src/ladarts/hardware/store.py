@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     platform TEXT NOT NULL REFERENCES platforms(key),
     metric TEXT NOT NULL,
     run TEXT NOT NULL,
-    seq INTEGER,                     -- position in the campaign's sample stream (NULL for re-timings)
+    seq INTEGER,                     -- position in the sample stream (NULL outside one: refine's)
     session TEXT NOT NULL,           -- the measuring session (a process or a fleet actor) that timed it
     ratio REAL NOT NULL,             -- median per-pair t_arch / t_ref: the stored truth
     median_ms REAL, min_ms REAL, iqr_ms REAL, mean_ms REAL, ref_median_ms REAL,
