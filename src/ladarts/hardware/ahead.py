@@ -76,10 +76,6 @@ def _export_one(task: tuple[str, Platform, int, bool]) -> tuple[str, float, bool
     return outcome, time.perf_counter() - t0, reference
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def export_ahead(items: Iterable[tuple[int | None, Genotype]], platform: Platform, jobs: int = 1,
                  done: set[str] | frozenset[str] = frozenset(), seed: int = 0, progress: bool = True) -> AheadResult:
     """Export every architecture of ``items`` whose ``arch_hash`` is not in ``done`` (the run's records: nothing
@@ -103,23 +99,40 @@ def export_ahead(items: Iterable[tuple[int | None, Genotype]], platform: Platfor
     tasks += [(g.to_json(), platform, seed, False) for g in todo]
     bar = progress_bar(len(tasks), progress, "export")
     t0 = time.perf_counter()
-    pool = mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(platform,))
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+    # Ctrl-C and SIGTERM only set a flag, which the loop reads between short waits. A KeyboardInterrupt raised by
+    # the signal handler can land anywhere, inside the pool's own locking too (IMapIterator.next enters a
+    # Condition), and leave a lock held that ``terminate`` then waits on forever: a stop in the suite once hung.
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    pool = None
     try:
-        for outcome, seconds, reference in pool.imap_unordered(_export_one, tasks):
+        pool = mp.get_context("spawn").Pool(jobs, initializer=_init, initargs=(platform,))
+        results = pool.imap_unordered(_export_one, tasks)
+        while True:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            try:
+                outcome, seconds, reference = results.next(timeout=0.2)
+            except mp.TimeoutError:
+                continue
+            except StopIteration:
+                break
             (result.references if reference else result.counts)[outcome] += 1
             result.export_s += seconds
             if bar is not None:
                 bar.update(1)
         pool.close()
     except BaseException:
-        pool.terminate()  # the exports in flight end with this process
+        if pool is not None:
+            pool.terminate()  # the exports in flight end with this process
         raise
     finally:
-        pool.join()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if pool is not None:
+            pool.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         result.wall_s = time.perf_counter() - t0
         if bar is not None:
             bar.close()
