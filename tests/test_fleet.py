@@ -109,6 +109,28 @@ def test_resource_and_label_selection():
         parse_resources(["device"])
 
 
+def test_a_node_slower_than_max_slowdown_is_left_out_with_a_line(tmp_path):
+    """A node whose calibration is beyond ``max_slowdown`` times its platform's scale times nothing; the others go
+    on (the fleet refuses only when no node is left)."""
+    from ladarts.hardware import MeasureConfig, Measurer, Platform, campaign_items
+    from ladarts.hardware.fleet import _fast_enough, _Node
+    from ladarts.space import network_config
+
+    platform = Platform(network=network_config("cifar", channels=4, cells=3, input_size=8))
+    fast = MeasureConfig(pairs=1, warmup=0, calibration=3, drift_every=10, drift_repeats=2)
+    with LatencyStore.open_or_create(tmp_path / "lat.db") as store:
+        Measurer(store, platform, fast).run(campaign_items(1, 0), progress=False)
+        scale = store.reference(platform.key).ms
+        lines = []
+        config = MeasureConfig(**{**fast.to_dict(), "max_slowdown": 1.2})
+        nodes = [_Node(f"10.0.0.{i}:n{i}", None, key=platform.key, calibration={"median_ms": f * scale})
+                 for i, f in enumerate((1.1, 1.3))]
+        assert [_fast_enough(store, n, config, lines.append) for n in nodes] == [True, False]
+        assert len(lines) == 1 and lines[0].startswith("ladarts: warning: node 10.0.0.1:n1: ")
+        assert "1.30x the platform's" in lines[0] and lines[0].endswith("; going on without it")
+        assert _fast_enough(store, nodes[1], fast, lines.append)  # without max_slowdown: every node
+
+
 def _campaign_with_a_lost_node_and_a_killed_driver(cluster, tmp_path, n: int) -> None:
     """Kill the driver after a tenth of the records, rerun it, and remove the non-head node at a third."""
     worker = cluster.add_node(num_cpus=1)

@@ -76,7 +76,7 @@ def test_session_ends_once_every_grown_group_is_done(grow, tmp_path, monkeypatch
     import time
 
     args = argparse.Namespace(db=str(tmp_path / "lat.db"), seed=0, n_max=10, b_cap=5, round_s=60.0, pairs=1,
-                              shares={"executorch": 1.0})
+                              max_slowdown=grow.MAX_SLOWDOWN, shares={"executorch": 1.0})
     growth = grow.Growth(args, deadline=time.time() + 3600)
     at = {("executorch-t1", "main"): 10, ("executorch-t1", "b"): 5,  # the others stay within the base prefix
           **{(name, "main"): 10 for name in ("eager-t1", "ort-t1", "openvino-t1")}}
@@ -89,3 +89,36 @@ def test_session_ends_once_every_grown_group_is_done(grow, tmp_path, monkeypatch
 
     at[("executorch-t1", "main")], at[("executorch-t1", "b")] = 8, 3
     assert growth.room() == (10 - 8) + (5 - 3)
+
+
+def test_a_platform_slower_than_its_scale_is_dropped_for_the_session(grow, tmp_path, capsys):
+    """A worker whose reference runs beyond --max-slowdown times the platform's stored scale times nothing, and
+    stores nothing: the platform is dropped for this growth session, with the reason on the console and in the
+    growth log."""
+    import argparse
+    import json
+    import time
+
+    from ladarts.hardware import LatencyStore, Platform
+    from ladarts.hardware.campaign import REFERENCE
+    from ladarts.hardware.store import new_session
+
+    db = tmp_path / "lat.db"
+    platform = Platform(runtime="torch", threads=1, batch_size=1)  # the dataset's eager-t1
+    with LatencyStore.open_or_create(db) as store:  # a scale no machine reaches for the C=36 x 20-cell network
+        store.add_calibration(platform.key, platform.settings(), platform.fingerprint(), REFERENCE, new_session(),
+                              {"median_ms": 0.1, "min_ms": 0.1, "iqr_ms": 0.0, "n": 1}, time.time())
+    args = argparse.Namespace(db=str(db), seed=0, n_max=10, b_cap=5, round_s=60.0, pairs=1,
+                              max_slowdown=grow.MAX_SLOWDOWN, shares={"base": 1.0})
+    growth = grow.Growth(args, deadline=time.time() + 600)
+    try:
+        assert growth.chunk(next(s for s in grow.SPECS if s.name == "eager-t1"), "main", 1) is None
+    finally:
+        growth.workers.close()
+    assert f"beyond --max-slowdown {grow.MAX_SLOWDOWN:g}" in growth.failed["eager-t1"]
+    assert "eager-t1 main: FAILED, dropped for this session" in capsys.readouterr().out
+    log = json.loads((tmp_path / "growth-log.json").read_text())
+    assert "this machine is slower or busier" in log["errors"][0]["error"]
+    assert growth.config()["timer"]["max_slowdown"] == grow.MAX_SLOWDOWN
+    with LatencyStore.open(db) as store:
+        assert store.records() == [] and store.reference(platform.key).sessions == 1

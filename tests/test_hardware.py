@@ -232,6 +232,8 @@ def test_a_run_grows_only_from_its_own_sample_stream(run_cli, tmp_path):
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--batch-size", "0"],
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--batch-size", "5000"],
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--seed", "-1"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--max-slowdown", "1"],
+        ["measure", "--db", "{tmp}/new.db", "--n", "2", "--max-slowdown", "nan"],
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--ray", "auto", "--per-node", "0"],
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--ray", "auto", "--ray-resource", "nonsense"],
     ],
@@ -360,6 +362,43 @@ def test_a_failed_measure_leaves_no_empty_platform(tmp_path, monkeypatch):
         Measurer(store, tiny_platform(), FAST).run(campaign_items(2, 0), progress=False)
     with LatencyStore.open(db) as store:
         assert store.resolve_platform(None) == tiny_platform().key  # fit would not ask for --platform
+
+
+def test_a_slow_session_is_refused_before_it_adds_to_the_platform(tmp_path, monkeypatch, cli):
+    """With ``max_slowdown``, a session whose reference runs slower than that multiple of the platform's scale
+    times nothing and stores nothing, its calibration included; within it, or without the option, it measures."""
+    import ladarts.hardware.campaign as campaign
+
+    db = tmp_path / "lat.db"
+    with LatencyStore.open_or_create(db) as store:
+        Measurer(store, tiny_platform(), FAST).run(campaign_items(2, 0, sampler="stratified"), progress=False)
+        scale = store.reference(tiny_platform().key)
+    calibrate = campaign.DeviceTimer.calibrate
+
+    def slower(factor):
+        def timed(self):
+            return {**calibrate(self), "median_ms": factor * scale.ms}
+        return timed
+
+    monkeypatch.setattr(campaign.DeviceTimer, "calibrate", slower(1.5))
+    with LatencyStore.open_or_create(db) as store:
+        with pytest.raises(campaign.LadartsError, match=r"1\.50x the platform's .* beyond --max-slowdown 1\.2"):
+            Measurer(store, tiny_platform(), MeasureConfig(**{**FAST.to_dict(), "max_slowdown": 1.2}))
+        assert store.reference(tiny_platform().key).sessions == scale.sessions == 1
+        campaign.check_speed(store, "another-platform", 100.0, 1.2)  # nothing to compare with: no refusal
+    args = ["measure", "--db", str(db), "--n", "4", *TINY_ARGS, "--seed", "0"]
+    proc = cli(*args, "--max-slowdown", "1.2")
+    assert_one_line_error(proc, 1)
+    assert "this machine is slower or busier than the one that measured it" in proc.stderr
+    with LatencyStore.open(db) as store:
+        assert len(store.records()) == 2 and store.reference(tiny_platform().key).sessions == 1
+
+    monkeypatch.setattr(campaign.DeviceTimer, "calibrate", slower(1.1))
+    assert cli(*args, "--max-slowdown", "1.2").returncode == 0
+    monkeypatch.setattr(campaign.DeviceTimer, "calibrate", slower(3.0))
+    assert cli(*args, "--n", "5").returncode == 0  # no --max-slowdown: never refused
+    with LatencyStore.open(db) as store:
+        assert len(store.records()) == 5 and store.reference(tiny_platform().key).sessions == 3
 
 
 def test_ray_without_ray_installed_says_how_to_install(run_cli, tmp_path):

@@ -36,6 +36,8 @@ def _check_ranges(args: argparse.Namespace) -> None:
     ranges = {**MEASURE_RANGES, "seed": limits.SEED, "threads": limits.THREADS}
     for name, bounds in ranges.items():
         limits.check_int(f"--{name.replace('_', '-')}", getattr(args, name), bounds, optional=True)
+    limits.check_float("--max-slowdown", getattr(args, "max_slowdown", None), 1.0, 100.0, lo_open=True,
+                       optional=True)
 
 
 def _platform_from_args(args: argparse.Namespace):
@@ -69,7 +71,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise UserInputError("--export-only runs on this machine (or a build host sharing the export cache); "
                                  "drop --ray")
         return _export_ahead(args, platform, shard)
-    config = MeasureConfig(pairs=args.pairs, warmup=args.warmup)
+    config = MeasureConfig(pairs=args.pairs, warmup=args.warmup, max_slowdown=args.max_slowdown)
     with cluster, LatencyStore.open_or_create(args.db) as store:  # a file that cannot be written fails here
         if args.from_run is not None:
             source = args.from_platform or key or store.resolve_platform(None)
@@ -278,6 +280,9 @@ def register(add) -> None:
     p.add_argument("--shard", help="i/n: measure every n-th architecture starting at i (merge with db merge)")
     p.add_argument("--pairs", type=int, default=20, help="(reference, architecture) timed pairs (1..1000, default 20)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up forwards of each (0..100, default 1)")
+    p.add_argument("--max-slowdown", type=float, metavar="X",
+                   help="refuse to time (a fleet: on a node) where the reference runs more than X times the "
+                        "platform's stored scale: a slower or busier machine than the one that measured it (X > 1)")
     g = p.add_argument_group("a fleet on Ray (pip install 'ladarts[fleet]')")
     g.add_argument("--ray", metavar="auto|ADDRESS",
                    help="spread the campaign over the device nodes of a Ray cluster; this process writes the database")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ladarts.errors import UserInputError
+from ladarts.errors import LadartsError, UserInputError
 from ladarts.hardware.platform import Platform
 from ladarts.hardware.runtimes import Loaded, configure_threads, load
 from ladarts.hardware.store import LatencyStore, new_session
@@ -41,6 +41,8 @@ class MeasureConfig:
     drift_every: int = 50  # re-time the drift references after this many records
     drift_repeats: int = 10
     metric: str = "latency"
+    # Refuse a session whose reference runs this many times slower than the platform's scale (None: never).
+    max_slowdown: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -142,6 +144,25 @@ def check_stream(store: LatencyStore, platform: str, run: str, items: object, me
                              f"measured with to grow it, or name a new --run")
 
 
+def check_speed(store: LatencyStore, platform: str, session_ms: float, max_slowdown: float | None) -> None:
+    """Refuse a session whose reference runs more than ``max_slowdown`` times the platform's scale, before its
+    calibration is stored: a machine slower or busier than the one that measured the platform.
+
+    Records are ratios to the interleaved reference, which cancel a change of speed only as far as it slows the
+    architecture and the reference alike; compiled code and its memory traffic need not slow alike. A campaign
+    grown across sessions, on machines that come and go, keeps its ratios comparable by timing only where the
+    reference runs at about the platform's scale.
+    """
+    if max_slowdown is None or platform not in store.platforms():
+        return
+    ref = store.reference(platform)
+    if ref is not None and session_ms > max_slowdown * ref.ms:
+        raise LadartsError(f"{platform}: the reference takes {session_ms:.2f} ms in this session, "
+                           f"{session_ms / ref.ms:.2f}x the platform's {ref.ms:.2f} ms over {ref.sessions} "
+                           f"session(s), beyond --max-slowdown {max_slowdown:g}: this machine is slower or busier "
+                           f"than the one that measured it; measure when it is quiet")
+
+
 class DeviceTimer:
     """What runs on the measuring device, with no database: the loaded reference, its calibration, the
     interleaved timer and the drift re-timings. One instance is one measuring session."""
@@ -188,6 +209,7 @@ class Measurer:
         self.platform, self.config, self.key = platform, self.timer.config, self.timer.key
         self.fingerprint, self.session, self.ref = self.timer.fingerprint, self.timer.session, self.timer.ref
         calibration = self.timer.calibrate()
+        check_speed(store, self.key, calibration["median_ms"], self.config.max_slowdown)
         # The platform is registered together with its first calibration: a failure before here leaves nothing.
         store.add_calibration(self.key, platform.settings(), self.fingerprint, REFERENCE, self.session, calibration,
                               calibration["created"])

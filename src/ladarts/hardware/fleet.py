@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ladarts.errors import LadartsError, UserInputError
-from ladarts.hardware.campaign import (REFERENCE, CampaignResult, DeviceTimer, MeasureConfig, check_stream,
-                                       progress_bar)
+from ladarts.hardware.campaign import (REFERENCE, CampaignResult, DeviceTimer, MeasureConfig, check_speed,
+                                       check_stream, progress_bar)
 from ladarts.hardware.platform import Platform
 from ladarts.hardware.store import LatencyStore
 from ladarts.space.encoding import arch_hash
@@ -230,6 +230,16 @@ def _start_nodes(ray, platform: Platform, config: MeasureConfig, per_node: int, 
     return started
 
 
+def _fast_enough(store: LatencyStore, node: _Node, config: MeasureConfig, say: Callable[[str], None]) -> bool:
+    """Whether the node's calibration passes :func:`check_speed`; a node that does not is left out, with a line."""
+    try:
+        check_speed(store, node.key, node.calibration["median_ms"], config.max_slowdown)
+    except LadartsError as e:
+        say(f"ladarts: warning: node {node.label}: {e}; going on without it")
+        return False
+    return True
+
+
 _LOST = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
 
 
@@ -239,6 +249,10 @@ def _dispatch(ray, store: LatencyStore, nodes: list[_Node], items, run: str, con
     groups: dict[str, _Group] = {}
     for node in nodes:  # before anything is written
         check_stream(store, node.key, run, items, config.metric)
+    nodes = [node for node in nodes if _fast_enough(store, node, config, say)]
+    if not nodes:
+        raise LadartsError(f"no node runs the reference within --max-slowdown {config.max_slowdown:g} of its "
+                           f"platform's scale; measure when the devices are quiet")
     for node in nodes:  # each session's calibration registers its platform, with its device in the key
         store.add_calibration(node.key, node.settings, node.fingerprint, REFERENCE, node.session, node.calibration,
                               node.calibration["created"])
