@@ -43,6 +43,23 @@ def test_platform_key_is_stable_and_readable():
     assert fp["torch"] == torch.__version__ and fp["cpu_count"] >= 1 and fp["cpu_model"]
 
 
+AMD_ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n" \
+           "stepping\t: 1\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n"
+
+
+def test_a_masked_cpu_brand_is_told_apart_by_its_signature():
+    from ladarts.hardware.platform import fingerprint_mismatch, parse_cpu_signature
+
+    assert parse_cpu_signature(AMD_ZEN3) == "AuthenticAMD 25/1/1"  # the first processor's block only
+    assert parse_cpu_signature("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n") is None
+    zen3 = {"cpu_model": "AMD EPYC", "cpu_signature": "AuthenticAMD 25/1/1", "torch": "2.13.0"}
+    zen4 = dict(zen3, cpu_signature="AuthenticAMD 25/17/1")
+    assert fingerprint_mismatch(zen3, zen4) == ["cpu_signature AuthenticAMD 25/1/1 → AuthenticAMD 25/17/1"]
+    legacy = {"cpu_model": "AMD EPYC", "torch": "2.13.0"}  # a database from before the signature was recorded
+    assert fingerprint_mismatch(legacy, zen4) == []
+    assert "cpu_signature" in tiny_platform().fingerprint()
+
+
 @pytest.mark.parametrize("kw", [dict(runtime="tensorrt"), dict(device="gpu"), dict(threads=0),
                                 dict(runtime="onnxruntime", device="cuda:0"), dict(dtype="float16")])
 def test_bad_platform_settings_are_refused(kw):

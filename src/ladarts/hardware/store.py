@@ -317,7 +317,8 @@ class LatencyStore:
                                      f"not {ref_name}")
         changed = fingerprint_mismatch(json.loads(row["fingerprint"]), fingerprint)
         if changed:
-            warnings.warn(f"platform {key}: versions changed since its first measurement: {'; '.join(changed)}",
+            warnings.warn(f"platform {key}: versions or CPU changed since its first measurement: "
+                          f"{'; '.join(changed)}",
                           stacklevel=4)
 
     @_reads
