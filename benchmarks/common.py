@@ -17,8 +17,8 @@ LIBRARIES = ("torch", "numpy", "scipy", "onnxruntime", "ladarts")
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, core count, load average (1, 5, 15 min) now, OS and library versions."""
-    from ladarts.hardware.platform import cpu_model
+    """CPU model and CPUID signature, core count, load average (1, 5, 15 min) now, OS and library versions."""
+    from ladarts.hardware.platform import cpu_model, cpu_signature
 
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -26,8 +26,8 @@ def machine() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_avg": [round(v, 2) for v in os.getloadavg()],
-            "os": platform.platform(), "versions": versions}
+    return {"cpu": cpu_model(), "cpu_signature": cpu_signature(), "cpu_count": os.cpu_count(),
+            "load_avg": [round(v, 2) for v in os.getloadavg()], "os": platform.platform(), "versions": versions}
 
 
 def stamp(argv: Sequence[str] | None = None) -> dict[str, str]:

@@ -17,6 +17,7 @@ import json
 import sqlite3
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,13 @@ def datasheet(db: Path, summaries: list[dict[str, Any]], ranks: dict[str, Any] |
         "with other work (no isolation, no frequency pinning); OS "
         f"{first.get('os', now['os'])}.",
     ]
+    signatures = Counter(c["machine"].get("cpu_signature") for c in (log or {}).get("chunks", []))
+    if signatures:
+        seen = [f"{sig} in {n} chunks" for sig, n in sorted(signatures.items(), key=lambda kv: str(kv[0])) if sig]
+        if signatures[None]:
+            seen.append(f"not recorded in {signatures[None]} chunks, from before it was")
+        lines.append("- CPUID signature (vendor family/model/stepping, which the VM's brand string hides): "
+                     + "; ".join(seen) + ".")
     if load:
         lines.append(f"- Load average (1 min) before and after each of the {load['n'] // 2} chunks, "
                      f"{load['first']} – {load['last']} ({load['sessions']} growth session(s)): median "
