@@ -48,10 +48,10 @@ AMD_ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t
 
 
 def test_a_masked_cpu_brand_is_told_apart_by_its_signature():
-    from ladarts.hardware.platform import fingerprint_mismatch, parse_cpu_signature
+    from ladarts.hardware.platform import cpu_signature, cpuinfo_fields, fingerprint_mismatch
 
-    assert parse_cpu_signature(AMD_ZEN3) == "AuthenticAMD 25/1/1"  # the first processor's block only
-    assert parse_cpu_signature("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n") is None
+    assert cpu_signature(cpuinfo_fields(AMD_ZEN3)) == "AuthenticAMD 25/1/1"  # the first processor's block only
+    assert cpu_signature(cpuinfo_fields("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n")) is None
     zen3 = {"cpu_model": "AMD EPYC", "cpu_signature": "AuthenticAMD 25/1/1", "torch": "2.13.0"}
     zen4 = dict(zen3, cpu_signature="AuthenticAMD 25/17/1")
     assert fingerprint_mismatch(zen3, zen4) == ["cpu_signature AuthenticAMD 25/1/1 → AuthenticAMD 25/17/1"]

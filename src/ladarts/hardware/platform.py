@@ -3,8 +3,8 @@
 The key is made of the settings that change a latency (runtime, device kind, threads, batch, dtype, network)
 plus the device's identity (CPU model or GPU name). A virtual machine's CPU often reports a masked brand string
 (``AMD EPYC``) that is the same for several CPU generations: the CPUID signature (vendor, family, model, stepping)
-goes in the fingerprint, so a session on another generation under the same key warns. For PyTorch eager and ONNX Runtime on the CPU, library versions
-are *not* in the key: they live in the fingerprint, and a mismatch warns instead of orphaning a campaign's data after
+goes in the fingerprint, so a session on another generation under the same key warns. For PyTorch eager and ONNX
+Runtime on the CPU, library versions are *not* in the key: they live in the fingerprint, and a mismatch warns instead of orphaning a campaign's data after
 a pip upgrade (the keys of existing databases stay as they were). The compiling runtimes (OpenVINO, inductor,
 ExecuTorch, ONNX Runtime's CUDA provider) carry their major.minor version in the key, since a minor release of a
 graph compiler changes its fusions and kernels, and so the latencies; a patch release keeps the key.
@@ -54,14 +54,29 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 @lru_cache(maxsize=1)
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """``/proc/cpuinfo``'s first processor block, names lower-cased; empty where there is none (macOS)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return cpuinfo_fields(f.read())
     except OSError:
-        pass
+        return {}
+
+
+def cpuinfo_fields(cpuinfo: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block is enough
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    if "model name" in _cpuinfo():
+        return _cpuinfo()["model name"]
     if _platform.system() == "Darwin":
         try:
             return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
@@ -71,24 +86,10 @@ def cpu_model() -> str:
     return _platform.processor() or _platform.machine() or "unknown-cpu"
 
 
-@lru_cache(maxsize=1)
-def cpu_signature() -> str | None:
-    """``AuthenticAMD 25/17/1``: vendor and CPUID family/model/stepping, which a masked brand string hides."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return parse_cpu_signature(f.read())
-    except OSError:
-        return None
-
-
-def parse_cpu_signature(cpuinfo: str) -> str | None:
-    """The signature from ``/proc/cpuinfo``'s first processor; None where it names its parts otherwise (ARM)."""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        if not line.strip():
-            break
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
+def cpu_signature(fields: dict[str, str] | None = None) -> str | None:
+    """``AuthenticAMD 25/17/1``: vendor and CPUID family/model/stepping, which a masked brand string hides; of this
+    machine, or of ``fields`` (:func:`cpuinfo_fields`). None where cpuinfo names its parts otherwise (ARM)."""
+    fields = _cpuinfo() if fields is None else fields
     if not {"vendor_id", "cpu family", "model"} <= fields.keys():
         return None
     return f"{fields['vendor_id']} {fields['cpu family']}/{fields['model']}/{fields.get('stepping', '?')}"
@@ -242,11 +243,11 @@ def _nvidia_driver() -> str | None:
     return _nvidia_smi("driver_version")
 
 
-VERSION_KEYS = ("torch", "onnxruntime", "onnx", "openvino", "executorch", "cuda", "cudnn", "driver", "python",
-                "cpu_signature")
+COMPARED_KEYS = ("torch", "onnxruntime", "onnx", "openvino", "executorch", "cuda", "cudnn", "driver", "python",
+                 "cpu_signature")
 
 
 def fingerprint_mismatch(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Library or driver versions, or the CPU's signature, that changed since a platform's data was first measured.
     Only what the first measurement recorded is compared: databases from before a field existed do not warn."""
-    return [f"{k} {old.get(k)} → {new.get(k)}" for k in VERSION_KEYS if k in old and old.get(k) != new.get(k)]
+    return [f"{k} {old.get(k)} → {new.get(k)}" for k in COMPARED_KEYS if k in old and old.get(k) != new.get(k)]
