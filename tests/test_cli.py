@@ -47,8 +47,8 @@ def test_sample_prints_json_lines(run_cli, tmp_path):
         ["nonsense"],
     ],
 )
-def test_bad_input_is_one_line_exit_2(run_cli, args):
-    assert_one_line_error(run_cli(*args), 2)
+def test_bad_input_is_one_line_exit_2(cli, args):
+    assert_one_line_error(cli(*args), 2)
 
 
 def test_python_m_and_help(run_cli):

@@ -247,6 +247,9 @@ def test_search_rank_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
     assert "ran on 2 processes, not 1" in proc.stderr
 
 
+# ~18 s of torchrun runs; in CI, the search's rank-killed test covers resuming under torchrun (the same
+# ladarts.runs checkpoints) and test_train.py resumes training in one process
+@pytest.mark.slow
 def test_train_rank_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
     args = [*TRAIN, "--epochs", "3", "--drop-path", "0.2"]
     ref = _run(_torchrun(2, "-m", "ladarts", *args, "--out", str(tmp_path / "ref"), "--json"))
@@ -286,8 +289,8 @@ def test_one_process_under_torchrun_equals_the_plain_search(tmp_path):
     [*SEARCH, "--order", "2", "--amp", "bf16"],
     [*SEARCH, "--device", "cuda:x"],
 ])
-def test_scale_out_flags_refuse_bad_values_in_one_line(argv, tmp_path):
-    assert_one_line_error(_run(_ladarts(*argv, "--out", str(tmp_path / "r"))))
+def test_scale_out_flags_refuse_bad_values_in_one_line(argv, cli, tmp_path):
+    assert_one_line_error(cli(*argv, "--out", str(tmp_path / "r")))
 
 
 def test_without_flag_and_shards():

@@ -184,37 +184,38 @@ def test_agreement_metrics():
 
 
 # ---- through the CLI ----------------------------------------------------------------------------------------
-def test_cli_measure_stats_noise_merge(run_cli, tmp_path):
+def test_cli_measure_stats_noise_merge(cli, tmp_path):
     db = str(tmp_path / "lat.db")
-    assert run_cli("measure", "--db", db, "--n", "4", *TINY_ARGS).returncode == 0
-    assert run_cli("measure", "--db", db, "--from-run", "main", "--run", "b", *TINY_ARGS).returncode == 0
-    stats = json.loads(run_cli("db", "stats", db, "--json").stdout)
+    assert cli("measure", "--db", db, "--n", "4", *TINY_ARGS).returncode == 0
+    assert cli("measure", "--db", db, "--from-run", "main", "--run", "b", *TINY_ARGS).returncode == 0
+    stats = json.loads(cli("db", "stats", db, "--json").stdout)
     assert stats["platforms"][0]["records"] == 8
-    noise = json.loads(run_cli("db", "noise", db, "--json").stdout)
+    noise = json.loads(cli("db", "noise", db, "--json").stdout)
     assert noise["latency_ms"]["n"] == 4 and noise["a"]["run"] == "main" and noise["b"]["run"] == "b"
     assert os.path.exists(db + ".measure-config.json")
     s0, s1, merged = (str(tmp_path / f) for f in ("s0.db", "s1.db", "m.db"))
-    assert run_cli("measure", "--db", s0, "--n", "5", "--shard", "0/2", *TINY_ARGS).returncode == 0
-    assert run_cli("measure", "--db", s1, "--n", "5", "--shard", "1/2", *TINY_ARGS).returncode == 0
-    assert run_cli("db", "merge", merged, s0, s1).returncode == 0
+    assert cli("measure", "--db", s0, "--n", "5", "--shard", "0/2", *TINY_ARGS).returncode == 0
+    assert cli("measure", "--db", s1, "--n", "5", "--shard", "1/2", *TINY_ARGS).returncode == 0
+    assert cli("db", "merge", merged, s0, s1).returncode == 0
     with LatencyStore.open(merged) as store:
         recs = store.records()
         assert sorted(r.seq for r in recs) == [0, 1, 2, 3, 4]
-    assert run_cli("db", "merge", merged, s0, s1).returncode == 0  # idempotent
+    assert cli("db", "merge", merged, s0, s1).returncode == 0  # idempotent
     with LatencyStore.open(merged) as store:
         assert len(store.records()) == 5
 
 
-def test_a_run_grows_only_from_its_own_sample_stream(run_cli, tmp_path):
+def test_a_run_grows_only_from_its_own_sample_stream(cli, run_cli, tmp_path):
     db = str(tmp_path / "lat.db")
-    assert run_cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "1/2", *TINY_ARGS).returncode == 0
-    assert run_cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "0/2", *TINY_ARGS).returncode == 0
+    assert cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "1/2", *TINY_ARGS).returncode == 0
+    assert cli("measure", "--db", db, "--n", "2", "--seed", "1", "--shard", "0/2", *TINY_ARGS).returncode == 0
     config = open(db + ".measure-config.json").read()
     for other in (["--seed", "2"], ["--seed", "1", "--sampler", "uniform"]):  # another stream under the same name
-        assert_one_line_error(run_cli("measure", "--db", db, "--n", "3", *other, *TINY_ARGS), 2)
+        assert_one_line_error(cli("measure", "--db", db, "--n", "3", *other, *TINY_ARGS), 2)
     assert _count(db) == 2 and open(db + ".measure-config.json").read() == config  # refused before any write
     # another run name, or the same name on another platform, is another stream's to start
-    assert run_cli("measure", "--db", db, "--n", "1", "--seed", "2", "--run", "c", *TINY_ARGS).returncode == 0
+    assert cli("measure", "--db", db, "--n", "1", "--seed", "2", "--run", "c", *TINY_ARGS).returncode == 0
+    # in a subprocess: two threads set in this process would outlive the call
     assert run_cli("measure", "--db", db, "--n", "1", "--seed", "2", "--threads", "2", *TINY_ARGS).returncode == 0
     key = tiny_platform().key
     with LatencyStore.open_or_create(db) as store:
@@ -255,9 +256,9 @@ def test_a_run_grows_only_from_its_own_sample_stream(run_cli, tmp_path):
         ["measure", "--db", "{tmp}/new.db", "--n", "2", "--ray", "auto", "--ray-resource", "nonsense"],
     ],
 )
-def test_cli_bad_input_is_one_line_and_writes_nothing(run_cli, tmp_path, args):
+def test_cli_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args):
     (tmp_path / "notes.txt").write_text("not a database")
-    proc = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    proc = cli(*[a.format(tmp=tmp_path) for a in args])
     assert_one_line_error(proc, 2)
     assert not (tmp_path / "new.db").exists() and not (tmp_path / "typo.db").exists()
     assert not (tmp_path / "x.csv").exists()

@@ -245,7 +245,11 @@ def test_export_only_compiles_an_artefact_that_cannot_leave_its_process(monkeypa
 
 # A plain ``kill`` reaches the command only; Ctrl-C reaches its whole process group. ExecuTorch's lowering makes
 # multiprocessing semaphores (tqdm's lock) inside the export processes, which a stop must not report leaked.
-@pytest.mark.parametrize("runtime,stop", [("onnxruntime", "kill"), ("executorch", "kill"), ("executorch", "ctrl-c")])
+# ExecuTorch killed (~14 s) is kept out of CI: ONNX Runtime killed and ExecuTorch stopped by Ctrl-C cover both
+# ways of stopping and ExecuTorch's exporting processes
+@pytest.mark.parametrize("runtime,stop", [("onnxruntime", "kill"),
+                                          pytest.param("executorch", "kill", marks=pytest.mark.slow),
+                                          ("executorch", "ctrl-c")])
 def test_a_stopped_export_ahead_ends_its_processes(runtime, stop, tmp_path):
     """Stopped, ``measure --export-only`` ends its export processes with it and prints one line; a runtime's
     native log lines (``[file.cpp:N] ...``, printed as its processes start) aside."""

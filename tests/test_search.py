@@ -286,8 +286,8 @@ def test_nan_in_the_data_stops_the_search(tmp_path, monkeypatch):
     ["sweep", "--dataset", "synthetic", "--lambdas", "0,x", "--lpm", "/nonexistent"],
     ["sweep", "--dataset", "synthetic", "--lambdas", "0,1"],
 ])
-def test_bad_input_is_a_one_line_error(argv, run_cli, tmp_path):
-    assert_one_line_error(run_cli(*argv, "--out", str(tmp_path / "r")), 2)
+def test_bad_input_is_a_one_line_error(argv, cli, tmp_path):
+    assert_one_line_error(cli(*argv, "--out", str(tmp_path / "r")), 2)
 
 
 def test_sweep_writes_the_front(tmp_path):

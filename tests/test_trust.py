@@ -125,8 +125,8 @@ def test_search_progress_reaches_a_log_file(run_cli, tmp_path):
     ["info", "DARTS_V2", "--input-size", "1"],
     ["info", "DARTS_V2", "--network", "imagenet", "--input-size", "100"],
 ])
-def test_input_sizes_the_network_cannot_take_are_one_line(argv, run_cli):
-    proc = run_cli(*argv)
+def test_input_sizes_the_network_cannot_take_are_one_line(argv, cli):
+    proc = cli(*argv)
     assert_one_line_error(proc)
     assert "divisible by" in proc.stderr
 

@@ -111,9 +111,9 @@ def test_search_settings_outside_their_range_are_refused_before_any_work(tmp_pat
     ["train", "DARTS_V2", "--dataset", "synthetic", "--threads", "0"],
     ["info", "DARTS_V2", "--input-size", "1"],
 ])
-def test_cli_ranges_are_one_line(argv, run_cli, tmp_path):
+def test_cli_ranges_are_one_line(argv, cli, tmp_path):
     out = [] if argv[0] == "info" else ["--out", str(tmp_path / "r")]
-    assert_one_line_error(run_cli(*argv, *out))
+    assert_one_line_error(cli(*argv, *out))
     assert not (tmp_path / "r").exists()
 
 
