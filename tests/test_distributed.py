@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_one_line_error
-from ladarts.distributed import Context, RankMismatch, setup, without_flag
+from ladarts.distributed import Context, RankMismatch, exit_rank, setup, without_flag
 from ladarts.runs import load_checkpoint
 from ladarts.search import Architect, LatencyObjective, SearchConfig, TableCost, run_search, weight_step
 from ladarts.space import Genotype
@@ -185,7 +185,7 @@ def _worker_batch(out: Path) -> None:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     {"steps": _worker_steps, "batch": _worker_batch}[sys.argv[1]](Path(sys.argv[2]))
-    sys.exit(0)
+    exit_rank(0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

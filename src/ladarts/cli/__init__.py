@@ -72,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _one_line_warning
         # ladarts' own warnings are for the user: shown once each, whatever PYTHONWARNINGS says about libraries'
         warnings.filterwarnings("default", category=LadartsWarning)
-        return _run(args, command)
+        code = _run(args, command)
+    if "ladarts.distributed" in sys.modules:  # a torchrun rank ends here (PyTorch is loaded only when one ran)
+        sys.modules["ladarts.distributed"].exit_rank(code)
+    return code
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
