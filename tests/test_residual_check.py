@@ -45,7 +45,7 @@ def test_an_offset_slice_stands_out_and_the_rest_does_not(check, tmp_path):
     assert abs(both[40:60].mean()) < 0.02 and both[60:].mean() == pytest.approx(np.log(1.05), abs=0.02)
 
 
-def test_a_missing_or_ambiguous_platform_and_too_few_records_are_errors(check, tmp_path):
+def test_a_missing_platform_and_too_few_records_are_errors(check, tmp_path):
     _db(tmp_path / "lat.db", offset=1.0)
     with pytest.raises(LadartsError, match="0 platforms of runtime 'openvino'"):
         check.residuals(tmp_path / "lat.db", "inductor", ["openvino"], fit=40)
